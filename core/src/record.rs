@@ -1,0 +1,41 @@
+//! Rendered records: what a target receives, one per delivery, with the fields in mapping order.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One delivery's rendered fields, handed to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The delivery's stable id, the same on every attempt (sent as `Idempotency-Key`).
+    pub delivery_id: String,
+    /// The CRM order id, for logs.
+    pub order_id: String,
+    /// Export name and value of every mapping, in mapping order.
+    pub fields: Vec<Field>,
+}
+
+/// One rendered mapping.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    /// The export name: a parameter, JSON key, CSV column or `header:NAME`.
+    pub name: String,
+    /// The rendered text.
+    pub value: String,
+    /// True when the value came from a secret; previews and logs show it masked.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+impl Field {
+    /// The value as it may be shown to a person: masked when it is a secret.
+    pub fn shown(&self) -> &str {
+        if self.secret { "***" } else { &self.value }
+    }
+}
+
+impl fmt::Debug for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={:?}", self.name, self.shown())
+    }
+}
