@@ -15,7 +15,11 @@ pub enum EventError {
 
     /// A required field holds a value of the wrong kind.
     #[error("field `{field}` must be {expected}, found {found}")]
-    WrongType { field: &'static str, expected: &'static str, found: &'static str },
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
 }
 
 /// Why a field mapping in the config cannot be used.
@@ -30,7 +34,9 @@ pub enum MappingError {
     SourceCount { name: String },
 
     /// A template has a `[` that is never closed.
-    #[error("mapping `{name}`: unclosed `[` at column {column} of the template (write `[[` for a literal `[`)")]
+    #[error(
+        "mapping `{name}`: unclosed `[` at column {column} of the template (write `[[` for a literal `[`)"
+    )]
     UnclosedToken { name: String, column: usize },
 
     /// A template holds `[]` or a token made of spaces.
@@ -71,6 +77,9 @@ impl SettingsError {
 
     /// A value error for `key`.
     pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        SettingsError::Invalid { key: key.into(), message: message.into() }
+        SettingsError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }

@@ -19,7 +19,9 @@ impl OrderEvent {
     /// Checks that `value` is an object with an order id and a trigger.
     pub fn from_value(value: Value) -> Result<Self, EventError> {
         let Value::Object(fields) = value else {
-            return Err(EventError::NotAnObject { found: kind_of(&value) });
+            return Err(EventError::NotAnObject {
+                found: kind_of(&value),
+            });
         };
         let order_id = required_text(&fields, "orderId", true)?;
         required_text(&fields, "customerType", false)?;
@@ -136,8 +138,16 @@ fn required_text(
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(Value::Number(n)) if number_allowed => n.to_string(),
         Some(other) => {
-            let expected = if number_allowed { "a string or a number" } else { "a string" };
-            return Err(EventError::WrongType { field, expected, found: kind_of(other) });
+            let expected = if number_allowed {
+                "a string or a number"
+            } else {
+                "a string"
+            };
+            return Err(EventError::WrongType {
+                field,
+                expected,
+                found: kind_of(other),
+            });
         }
     };
     if text.is_empty() {
@@ -169,7 +179,9 @@ mod tests {
 
     #[test]
     fn renders_numbers_booleans_and_null() {
-        let e = event(json!({"orderId": 42, "customerType": "Partial", "a": 1.5, "b": true, "c": null}));
+        let e = event(
+            json!({"orderId": 42, "customerType": "Partial", "a": 1.5, "b": true, "c": null}),
+        );
         assert_eq!(e.order_id(), "42");
         assert_eq!(e.text("a").as_deref(), Some("1.5"));
         assert_eq!(e.text("b").as_deref(), Some("true"));
@@ -183,7 +195,13 @@ mod tests {
         let empty = OrderEvent::from_value(json!({"orderId": " ", "customerType": "Partial"}));
         assert_eq!(empty, Err(EventError::MissingField { field: "orderId" }));
         let wrong = OrderEvent::from_value(json!({"orderId": "A", "customerType": 3}));
-        assert!(matches!(wrong, Err(EventError::WrongType { field: "customerType", .. })));
+        assert!(matches!(
+            wrong,
+            Err(EventError::WrongType {
+                field: "customerType",
+                ..
+            })
+        ));
         let array = OrderEvent::from_value(json!([1]));
         assert_eq!(array, Err(EventError::NotAnObject { found: "an array" }));
     }
@@ -202,7 +220,8 @@ mod tests {
         let object = event(json!({"orderId": "A", "customerType": "x",
             "items": {"7": {"productId": "7"}, "9": {"productId": 9}}}));
         assert_eq!(object.product_ids(), vec!["7", "9"]);
-        let array = event(json!({"orderId": "A", "customerType": "x", "items": [{"productId": "3"}]}));
+        let array =
+            event(json!({"orderId": "A", "customerType": "x", "items": [{"productId": "3"}]}));
         assert_eq!(array.product_ids(), vec!["3"]);
     }
 }

@@ -102,7 +102,12 @@ impl Outcome {
     }
 
     fn new(kind: OutcomeKind, status: Option<u16>, message: impl Into<String>) -> Self {
-        Outcome { kind, status, message: message.into(), retry_after: None }
+        Outcome {
+            kind,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 }
 
@@ -120,6 +125,8 @@ mod optional_secs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let secs = Option::<f64>::deserialize(d)?;
-        Ok(secs.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64))
+        Ok(secs
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64))
     }
 }

@@ -41,7 +41,11 @@ impl Mapping {
         check_name(name)?;
         check_path(name, path)?;
         let source = MappingSource::Field(path.trim().to_owned());
-        Ok(Mapping { name: name.to_owned(), source, default: String::new() })
+        Ok(Mapping {
+            name: name.to_owned(),
+            source,
+            default: String::new(),
+        })
     }
 
     /// A mapping from a template such as `[firstName] [lastName]` or a static `400`.
@@ -49,14 +53,22 @@ impl Mapping {
         check_name(name)?;
         let parts = parse_template(name, template)?;
         let source = MappingSource::Template(parts);
-        Ok(Mapping { name: name.to_owned(), source, default: String::new() })
+        Ok(Mapping {
+            name: name.to_owned(),
+            source,
+            default: String::new(),
+        })
     }
 
     /// A mapping whose value is a secret, already resolved.
     pub fn secret(name: &str, value: String) -> Result<Self, MappingError> {
         check_name(name)?;
         let source = MappingSource::Secret(value);
-        Ok(Mapping { name: name.to_owned(), source, default: String::new() })
+        Ok(Mapping {
+            name: name.to_owned(),
+            source,
+            default: String::new(),
+        })
     }
 
     /// Sets the text a missing or null field renders as.
@@ -91,7 +103,11 @@ impl Mapping {
                 (text, false)
             }
         };
-        Field { name: self.name.clone(), value, secret }
+        Field {
+            name: self.name.clone(),
+            value,
+            secret,
+        }
     }
 
     fn field_text(&self, event: &OrderEvent, path: &str) -> String {
@@ -114,15 +130,14 @@ impl fmt::Debug for Mapping {
 }
 
 /// Renders every mapping of a profile, in order, into a record.
-pub fn render(
-    mappings: &[Mapping],
-    event: &OrderEvent,
-    delivery_id: &str,
-) -> Record {
+pub fn render(mappings: &[Mapping], event: &OrderEvent, delivery_id: &str) -> Record {
     Record {
         delivery_id: delivery_id.to_owned(),
         order_id: event.order_id().to_owned(),
-        fields: mappings.iter().map(|mapping| mapping.render(event)).collect(),
+        fields: mappings
+            .iter()
+            .map(|mapping| mapping.render(event))
+            .collect(),
     }
 }
 
@@ -134,9 +149,16 @@ fn check_name(name: &str) -> Result<(), MappingError> {
 }
 
 fn check_path(name: &str, path: &str) -> Result<(), MappingError> {
-    if path.trim().split('.').any(|segment| segment.trim().is_empty()) {
+    if path
+        .trim()
+        .split('.')
+        .any(|segment| segment.trim().is_empty())
+    {
         let path = path.to_owned();
-        return Err(MappingError::EmptyPath { name: name.to_owned(), path });
+        return Err(MappingError::EmptyPath {
+            name: name.to_owned(),
+            path,
+        });
     }
     Ok(())
 }
@@ -161,12 +183,20 @@ pub fn parse_template(name: &str, template: &str) -> Result<Vec<Part>, MappingEr
             match chars.next() {
                 Some((_, ']')) => break,
                 Some((_, c)) => token.push(c),
-                None => return Err(MappingError::UnclosedToken { name: name.into(), column }),
+                None => {
+                    return Err(MappingError::UnclosedToken {
+                        name: name.into(),
+                        column,
+                    });
+                }
             }
         }
         let path = token.trim();
         if path.is_empty() {
-            return Err(MappingError::EmptyToken { name: name.into(), column });
+            return Err(MappingError::EmptyToken {
+                name: name.into(),
+                column,
+            });
         }
         check_path(name, path)?;
         if !literal.is_empty() {
@@ -217,19 +247,38 @@ mod tests {
         let e = order();
         let missing = Mapping::field("phone", "phoneNumber").unwrap();
         assert_eq!(missing.render(&e).value, "");
-        let null = Mapping::field("company", "companyName").unwrap().with_default("n/a".into());
+        let null = Mapping::field("company", "companyName")
+            .unwrap()
+            .with_default("n/a".into());
         assert_eq!(null.render(&e).value, "n/a");
-        let token = Mapping::template("t", "<[nope]>").unwrap().with_default("-".into());
+        let token = Mapping::template("t", "<[nope]>")
+            .unwrap()
+            .with_default("-".into());
         assert_eq!(token.render(&e).value, "<->");
     }
 
     #[test]
     fn rejects_broken_templates_with_the_column() {
         let unclosed = Mapping::template("x", "ab [firstName").unwrap_err();
-        assert_eq!(unclosed, MappingError::UnclosedToken { name: "x".into(), column: 4 });
+        assert_eq!(
+            unclosed,
+            MappingError::UnclosedToken {
+                name: "x".into(),
+                column: 4
+            }
+        );
         let empty = Mapping::template("x", "a[ ]").unwrap_err();
-        assert_eq!(empty, MappingError::EmptyToken { name: "x".into(), column: 2 });
-        assert!(matches!(Mapping::field("x", "items..name"), Err(MappingError::EmptyPath { .. })));
+        assert_eq!(
+            empty,
+            MappingError::EmptyToken {
+                name: "x".into(),
+                column: 2
+            }
+        );
+        assert!(matches!(
+            Mapping::field("x", "items..name"),
+            Err(MappingError::EmptyPath { .. })
+        ));
         assert_eq!(Mapping::field(" ", "a"), Err(MappingError::EmptyName));
     }
 

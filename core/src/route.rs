@@ -33,7 +33,10 @@ impl Route {
         }
         if !self.products.is_empty() {
             let products = event.product_ids();
-            if !products.iter().any(|p| self.products.iter().any(|want| want == p.trim())) {
+            if !products
+                .iter()
+                .any(|p| self.products.iter().any(|want| want == p.trim()))
+            {
                 return false;
             }
         }
@@ -59,7 +62,10 @@ mod tests {
     }
 
     fn route(triggers: &[&str]) -> Route {
-        Route { triggers: triggers.iter().map(|t| Trigger::new(t)).collect(), ..Route::default() }
+        Route {
+            triggers: triggers.iter().map(|t| Trigger::new(t)).collect(),
+            ..Route::default()
+        }
     }
 
     #[test]
@@ -72,28 +78,48 @@ mod tests {
 
     #[test]
     fn campaigns_match_as_text() {
-        let r = Route { campaigns: vec!["12".into(), "14".into()], ..route(&["Partial"]) };
-        assert!(r.matches(&event(json!({"orderId": "1", "customerType": "Partial", "campaignId": 12}))));
-        assert!(r.matches(&event(json!({"orderId": "1", "customerType": "Partial", "campaignId": "14"}))));
-        assert!(!r.matches(&event(json!({"orderId": "1", "customerType": "Partial", "campaignId": 21}))));
+        let r = Route {
+            campaigns: vec!["12".into(), "14".into()],
+            ..route(&["Partial"])
+        };
+        assert!(r.matches(&event(
+            json!({"orderId": "1", "customerType": "Partial", "campaignId": 12})
+        )));
+        assert!(r.matches(&event(
+            json!({"orderId": "1", "customerType": "Partial", "campaignId": "14"})
+        )));
+        assert!(!r.matches(&event(
+            json!({"orderId": "1", "customerType": "Partial", "campaignId": 21})
+        )));
         assert!(!r.matches(&event(json!({"orderId": "1", "customerType": "Partial"}))));
     }
 
     #[test]
     fn products_match_any_item() {
-        let r = Route { products: vec!["7".into()], ..route(&["New Sale"]) };
+        let r = Route {
+            products: vec!["7".into()],
+            ..route(&["New Sale"])
+        };
         let hit = json!({"orderId": "1", "customerType": "New Sale",
             "items": {"3": {"productId": "3"}, "7": {"productId": 7}}});
-        let miss = json!({"orderId": "1", "customerType": "New Sale", "items": {"3": {"productId": "3"}}});
+        let miss =
+            json!({"orderId": "1", "customerType": "New Sale", "items": {"3": {"productId": "3"}}});
         assert!(r.matches(&event(hit)));
         assert!(!r.matches(&event(miss)));
     }
 
     #[test]
     fn field_conditions_must_all_hold() {
-        let r = Route { conditions: vec![("country".into(), vec!["US".into(), "CA".into()])], ..route(&["Decline"]) };
-        assert!(r.matches(&event(json!({"orderId": "1", "customerType": "Decline", "country": "CA"}))));
-        assert!(!r.matches(&event(json!({"orderId": "1", "customerType": "Decline", "country": "JP"}))));
+        let r = Route {
+            conditions: vec![("country".into(), vec!["US".into(), "CA".into()])],
+            ..route(&["Decline"])
+        };
+        assert!(r.matches(&event(
+            json!({"orderId": "1", "customerType": "Decline", "country": "CA"})
+        )));
+        assert!(!r.matches(&event(
+            json!({"orderId": "1", "customerType": "Decline", "country": "JP"})
+        )));
         assert!(!r.matches(&event(json!({"orderId": "1", "customerType": "Decline"}))));
     }
 }

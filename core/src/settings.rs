@@ -15,19 +15,25 @@ pub fn parse_settings<T: DeserializeOwned>(
     settings: &Map<String, Value>,
 ) -> Result<T, SettingsError> {
     let expected = field_names::<T>();
-    if let Some(key) = settings.keys().find(|key| !expected.contains(&key.as_str())) {
+    if let Some(key) = settings
+        .keys()
+        .find(|key| !expected.contains(&key.as_str()))
+    {
         let mut expected: Vec<String> = expected.iter().map(|k| (*k).to_owned()).collect();
         expected.sort();
-        return Err(SettingsError::UnknownKey { key: key.clone(), expected });
+        return Err(SettingsError::UnknownKey {
+            key: key.clone(),
+            expected,
+        });
     }
     let value = Value::Object(settings.clone());
     serde_path_to_error::deserialize(value).map_err(|error| {
         let key = error.path().to_string();
         let message = error.into_inner().to_string();
         match message.strip_prefix("missing field `") {
-            Some(rest) if key == "." => {
-                SettingsError::MissingKey { key: rest.trim_end_matches('`').to_owned() }
-            }
+            Some(rest) if key == "." => SettingsError::MissingKey {
+                key: rest.trim_end_matches('`').to_owned(),
+            },
             _ => SettingsError::Invalid { key, message },
         }
     })
@@ -36,7 +42,9 @@ pub fn parse_settings<T: DeserializeOwned>(
 /// The field names a derived `Deserialize` struct declares.
 fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
     let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(FieldNames { fields: &mut fields });
+    let _ = T::deserialize(FieldNames {
+        fields: &mut fields,
+    });
     fields
 }
 
@@ -106,16 +114,28 @@ mod tests {
 
     #[test]
     fn parses_known_keys() {
-        let parsed: Example = parse_settings(&map(json!({"url": "http://x", "timeout_secs": 5})))
-            .unwrap();
-        assert_eq!(parsed, Example { url: "http://x".into(), timeout_secs: Some(5) });
+        let parsed: Example =
+            parse_settings(&map(json!({"url": "http://x", "timeout_secs": 5}))).unwrap();
+        assert_eq!(
+            parsed,
+            Example {
+                url: "http://x".into(),
+                timeout_secs: Some(5)
+            }
+        );
     }
 
     #[test]
     fn names_an_unknown_key_and_the_expected_ones() {
         let error = parse_settings::<Example>(&map(json!({"url": "x", "timeout": 5}))).unwrap_err();
         let expected = vec!["timeout_secs".to_owned(), "url".to_owned()];
-        assert_eq!(error, SettingsError::UnknownKey { key: "timeout".into(), expected });
+        assert_eq!(
+            error,
+            SettingsError::UnknownKey {
+                key: "timeout".into(),
+                expected
+            }
+        );
     }
 
     #[test]

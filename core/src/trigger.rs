@@ -44,7 +44,10 @@ impl Trigger {
 
     /// The canonical spelling when this is one of the [`KNOWN`] triggers.
     pub fn canonical(&self) -> Option<&'static str> {
-        KNOWN.iter().copied().find(|known| Trigger::new(known) == *self)
+        KNOWN
+            .iter()
+            .copied()
+            .find(|known| Trigger::new(known) == *self)
     }
 
     /// The normalized key.
@@ -75,6 +78,9 @@ mod tests {
     fn knows_the_crm_triggers() {
         assert_eq!(Trigger::new("full-refund").canonical(), Some("Full Refund"));
         assert_eq!(Trigger::new("Refund").canonical(), None);
-        assert_eq!(Trigger::new("fulfillment_shipped").to_string(), "Fulfillment Shipped");
+        assert_eq!(
+            Trigger::new("fulfillment_shipped").to_string(),
+            "Fulfillment Shipped"
+        );
     }
 }

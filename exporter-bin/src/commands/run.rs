@@ -1,0 +1,85 @@
+//! `exporter run`: import inputs into the store, then deliver.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::summary;
+use crate::config::{Config, StoreLocation};
+use crate::ingest::{self, ImportStats, Input};
+use crate::store::SqliteStore;
+use crate::worker::Engine;
+
+/// Imports every input, then delivers what is due: once, or until interrupted.
+pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<ExitCode> {
+    let StoreLocation::Sqlite(path) = &config.store;
+    let mut store = SqliteStore::open(path)?;
+    let released = store.lock_for_work()?;
+    if released > 0 {
+        info!(
+            claims = released,
+            "released claims left by an exporter that stopped; they will be delivered again"
+        );
+    }
+    warn_about_unknown_profiles(&config, &store);
+
+    let inputs: Vec<Input> = inputs.iter().map(|arg| Input::parse(arg)).collect();
+    let stats = if inputs.is_empty() {
+        ImportStats::default()
+    } else {
+        let stats = ingest::import(&config, &mut store, &inputs).context("import stopped")?;
+        info!(
+            read = stats.read,
+            stored = stats.stored,
+            duplicates = stats.duplicates,
+            bad = stats.bad,
+            "import committed"
+        );
+        stats
+    };
+
+    let config = Arc::new(config);
+    let store = Arc::new(Mutex::new(store));
+    let engine = Engine::new(store.clone(), config.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        if once {
+            engine.run_once().await
+        } else {
+            info!(
+                profiles = config.profiles.len(),
+                "working the queue; press Ctrl-C to stop"
+            );
+            let (stop, stopped) = watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                info!("stopping: finishing deliveries in flight (Ctrl-C again to stop at once)");
+                let _ = stop.send(true);
+                let _ = tokio::signal::ctrl_c().await;
+                warn!("stopped at once; deliveries in flight will be sent again at the next start");
+                std::process::exit(130);
+            });
+            engine.run_until(stopped).await
+        }
+    })?;
+    let store = store.lock().expect("store lock");
+    summary::print(&inputs, &stats, &config, &store, &engine.counts())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pending deliveries of a profile the config no longer has stay in the store, untouched.
+fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
+    let Ok(names) = store.pending_profiles() else {
+        return;
+    };
+    for (name, pending) in names {
+        if config.profile(&name).is_none() {
+            warn!(profile = %name, pending, "the store has pending deliveries for a profile that is not in the config; they are kept and not sent");
+        }
+    }
+}

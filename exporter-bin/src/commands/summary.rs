@@ -1,0 +1,117 @@
+//! The summary `run` prints when it ends: what this run did per profile, and how each
+//! profile's queue stands now.
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::ingest::{ImportStats, Input};
+use crate::store::{SqliteStore, StoreError};
+use crate::worker::RunCounts;
+
+/// Prints the import line, the per-profile table and a note per profile with work left.
+pub fn print(
+    inputs: &[Input],
+    stats: &ImportStats,
+    config: &Config,
+    store: &SqliteStore,
+    counts: &BTreeMap<String, RunCounts>,
+) -> Result<(), StoreError> {
+    if !inputs.is_empty() {
+        let names: Vec<String> = inputs.iter().map(Input::name).collect();
+        println!(
+            "Imported {} of {} events read from {}: {} already in the store, {} bad items skipped, {} matched no profile.",
+            stats.stored,
+            stats.read,
+            names.join(", "),
+            stats.duplicates,
+            stats.bad,
+            stats.unmatched,
+        );
+        println!();
+    }
+    let mut rows = vec![
+        [
+            "profile",
+            "type",
+            "delivered",
+            "duplicate",
+            "superseded",
+            "test orders",
+            "scheduled",
+            "retrying",
+            "failed",
+        ]
+        .map(str::to_owned),
+    ];
+    let mut notes = Vec::new();
+    for profile in &config.profiles {
+        let run = counts.get(&profile.name).cloned().unwrap_or_default();
+        let routed = stats
+            .profiles
+            .get(&profile.name)
+            .cloned()
+            .unwrap_or_default();
+        let queue = store.queue_state(&profile.name)?;
+        rows.push([
+            profile.name.clone(),
+            profile.target_type.clone(),
+            run.delivered.to_string(),
+            run.duplicates.to_string(),
+            run.superseded.to_string(),
+            routed.test_orders.to_string(),
+            queue.scheduled.to_string(),
+            queue.retrying.to_string(),
+            queue.failed.to_string(),
+        ]);
+        if queue.scheduled > 0 {
+            let next = queue.next_due.map(format_time).unwrap_or_default();
+            notes.push(format!(
+                "{}: {} scheduled later, next due {next}",
+                profile.name, queue.scheduled
+            ));
+        }
+        if queue.retrying + queue.failed > 0 {
+            let error = queue.last_error.unwrap_or_default();
+            notes.push(format!(
+                "{}: {} retrying, {} failed; last error: {error}",
+                profile.name, queue.retrying, queue.failed
+            ));
+        }
+    }
+    print_table(&rows);
+    println!(
+        "(delivered, duplicate, superseded and test orders: this run; scheduled, retrying and failed: the queue now)"
+    );
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[[String; 9]]) {
+    let mut widths = [0; 9];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if column < 2 {
+                line.push_str(&format!("{cell:<width$}  "));
+            } else {
+                line.push_str(&format!("{cell:>width$}  "));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+/// A store time (unix ms) as UTC text.
+pub fn format_time(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(at) => at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => ms.to_string(),
+    }
+}

@@ -1,0 +1,361 @@
+//! The config file: where the store is, which orders are test orders, and the export profiles.
+//!
+//! Loading validates everything without I/O and reports every problem at once, each naming the
+//! file, line, profile and key. Host keys (name, type, delay, routes, mappings, retry) are read
+//! here; every other key of a profile belongs to its target, which validates them itself.
+//! `env:NAME` in a mapping value or a target setting is resolved here, at start, and the value
+//! is remembered as a secret so it is masked wherever text is shown.
+
+mod locate;
+mod profile;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use exporter_core::Redactor;
+use serde_json::{Map, Value};
+
+pub use profile::Profile;
+
+/// A loaded and validated config.
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Where deliveries are kept.
+    pub store: StoreLocation,
+    /// Card last-4 digits whose orders are test orders, besides `cardType` TESTCARD.
+    pub test_cards: Vec<String>,
+    /// Export profiles, in file order.
+    pub profiles: Vec<Profile>,
+    /// Every secret the config resolved, for masking text shown to people.
+    pub redactor: Redactor,
+}
+
+/// Where the durable queue lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::single(path, None, None, format!("cannot read the file: {error}"))
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut loader = Loader {
+            path,
+            text,
+            problems: Vec::new(),
+            redactor: Redactor::default(),
+        };
+        let config = loader.config();
+        if loader.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                path: path.to_owned(),
+                problems: loader.problems,
+            })
+        }
+    }
+
+    /// The profile with this name.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+/// Everything wrong with a config file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub profile: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn single(path: &Path, line: Option<usize>, profile: Option<String>, message: String) -> Self {
+        let problems = vec![Problem {
+            line,
+            profile,
+            message,
+        }];
+        ConfigError {
+            path: path.to_owned(),
+            problems,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        let plural = if count == 1 { "problem" } else { "problems" };
+        write!(f, "{count} {plural} in config {}:", self.path.display())?;
+        for problem in &self.problems {
+            write!(f, "\n  {}", self.path.display())?;
+            if let Some(line) = problem.line {
+                write!(f, ":{line}")?;
+            }
+            if let Some(profile) = &problem.profile {
+                write!(f, ": profile \"{profile}\"")?;
+            }
+            write!(f, ": {}", problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys allowed at the top of the file.
+const TOP_KEYS: &[&str] = &["store", "test_cards", "profile"];
+
+/// Collects problems while reading one file.
+struct Loader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    problems: Vec<Problem>,
+    redactor: Redactor,
+}
+
+impl Loader<'_> {
+    fn config(&mut self) -> Config {
+        let mut config = Config {
+            path: self.path.to_owned(),
+            store: StoreLocation::Sqlite(PathBuf::from("exporter.db")),
+            test_cards: Vec::new(),
+            profiles: Vec::new(),
+            redactor: Redactor::default(),
+        };
+        let table = match self.text.parse::<toml::Table>() {
+            Ok(table) => table,
+            Err(error) => {
+                let line = error.span().map(|span| line_at(self.text, span.start));
+                let message = error.message().trim().to_owned();
+                self.problem(line, None, format!("not valid TOML: {message}"));
+                return config;
+            }
+        };
+        let top = toml_to_json(toml::Value::Table(table));
+        let Value::Object(mut top) = top else {
+            unreachable!("a table converts to an object")
+        };
+        for key in top.keys() {
+            if !TOP_KEYS.contains(&key.as_str()) {
+                let message = format!(
+                    "unknown key `{key}`; expected one of: {}",
+                    TOP_KEYS.join(", ")
+                );
+                self.problem_at(key, None, message);
+            }
+        }
+        if let Some(store) = top.remove("store") {
+            config.store = self.store(store);
+        }
+        if let Some(cards) = top.remove("test_cards") {
+            config.test_cards = self.test_cards(cards);
+        }
+        let profiles = match top.remove("profile") {
+            Some(Value::Array(profiles)) => profiles,
+            Some(_) => {
+                self.problem_at(
+                    "profile",
+                    None,
+                    "`profile` must be written as [[profile]] tables",
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        if profiles.is_empty() && self.problems.is_empty() {
+            self.problem(
+                None,
+                None,
+                "no [[profile]] defined; see the example config".into(),
+            );
+        }
+        for (index, profile) in profiles.into_iter().enumerate() {
+            if let Some(profile) = self.profile(index, profile) {
+                self.add_profile(&mut config.profiles, profile, index);
+            }
+        }
+        config.redactor = std::mem::take(&mut self.redactor);
+        config
+    }
+
+    fn add_profile(&mut self, profiles: &mut Vec<Profile>, profile: Profile, index: usize) {
+        let duplicate = profiles
+            .iter()
+            .any(|p| p.name.eq_ignore_ascii_case(&profile.name));
+        if duplicate {
+            let message = "profile names must be unique (ignoring case)".to_owned();
+            let path = format!("profile[{index}].name");
+            self.problem_at(&path, Some(profile.name), message);
+        } else {
+            profiles.push(profile);
+        }
+    }
+
+    fn store(&mut self, store: Value) -> StoreLocation {
+        let default = StoreLocation::Sqlite(PathBuf::from("exporter.db"));
+        let Value::String(store) = store else {
+            self.problem_at(
+                "store",
+                None,
+                "`store` must be a string such as \"sqlite://exporter.db\"",
+            );
+            return default;
+        };
+        let store = match self.resolve_env(&store) {
+            Ok(store) => store,
+            Err(message) => {
+                self.problem_at("store", None, message);
+                return default;
+            }
+        };
+        let path = store
+            .strip_prefix("sqlite://")
+            .or_else(|| store.strip_prefix("sqlite:"));
+        match path {
+            Some(path) if !path.is_empty() => StoreLocation::Sqlite(PathBuf::from(path)),
+            _ => {
+                let message = "`store` must be \"sqlite://PATH\" (relative to the working \
+                    directory); PostgreSQL is not supported yet";
+                self.problem_at("store", None, message);
+                default
+            }
+        }
+    }
+
+    fn test_cards(&mut self, cards: Value) -> Vec<String> {
+        let cards = match cards {
+            Value::Array(cards) => cards,
+            _ => {
+                self.problem_at(
+                    "test_cards",
+                    None,
+                    "`test_cards` must be a list such as [\"1111\"]",
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for card in cards {
+            let text = match &card {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Number(n) => format!("{n:0>4}"),
+                _ => String::new(),
+            };
+            if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) {
+                out.push(text);
+            } else {
+                let message =
+                    format!("test card `{card}` must be the last 4 digits, like \"1111\"");
+                self.problem_at("test_cards", None, message);
+            }
+        }
+        out
+    }
+
+    /// Resolves `env:NAME` to the variable's value and remembers it as a secret.
+    fn resolve_env(&mut self, text: &str) -> Result<String, String> {
+        let Some(name) = text.strip_prefix("env:") else {
+            return Ok(text.to_owned());
+        };
+        let name = name.trim();
+        match std::env::var(name) {
+            Ok(value) if !value.is_empty() => {
+                self.redactor.add(&value);
+                Ok(value)
+            }
+            Ok(_) => Err(format!("environment variable {name} is empty")),
+            Err(_) => Err(format!("environment variable {name} is not set")),
+        }
+    }
+
+    /// Resolves `env:` in every string of a target's settings.
+    fn resolve_settings(
+        &mut self,
+        settings: &mut Map<String, Value>,
+    ) -> Result<(), (String, String)> {
+        fn walk(
+            loader: &mut Loader<'_>,
+            value: &mut Value,
+            path: String,
+        ) -> Result<(), (String, String)> {
+            match value {
+                Value::String(s) => {
+                    *s = loader.resolve_env(s).map_err(|message| (path, message))?;
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        walk(loader, item, format!("{path}[{i}]"))?;
+                    }
+                }
+                Value::Object(map) => {
+                    for (key, item) in map.iter_mut() {
+                        walk(loader, item, format!("{path}.{key}"))?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        for (key, value) in settings.iter_mut() {
+            walk(self, value, key.clone())?;
+        }
+        Ok(())
+    }
+
+    fn problem(&mut self, line: Option<usize>, profile: Option<String>, message: String) {
+        self.problems.push(Problem {
+            line,
+            profile,
+            message,
+        });
+    }
+
+    /// Records a problem at the key path (`profile[2].routes[0].triggers`).
+    fn problem_at(&mut self, path: &str, profile: Option<String>, message: impl Into<String>) {
+        let line = locate::line_of(self.text, &locate::parse_path(path));
+        self.problem(line, profile, message.into());
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Converts TOML to JSON, the form targets and the store take. Datetimes become text.
+pub fn toml_to_json(value: toml::Value) -> Value {
+    match value {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .into_iter()
+                .map(|(k, v)| (k, toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}

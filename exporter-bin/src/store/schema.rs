@@ -1,0 +1,46 @@
+//! The SQLite schema and its migrations, numbered by `PRAGMA user_version`.
+
+/// Each entry upgrades the schema from its index to the next version.
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    order_id    TEXT    NOT NULL,
+    trigger     TEXT    NOT NULL,
+    dedup_key   TEXT    NOT NULL UNIQUE,
+    test_order  INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    body        TEXT    NOT NULL
+);
+CREATE INDEX events_by_order ON events (order_id, id);
+
+CREATE TABLE deliveries (
+    id           INTEGER PRIMARY KEY,
+    uid          TEXT    NOT NULL UNIQUE,
+    event_id     INTEGER NOT NULL REFERENCES events (id),
+    profile      TEXT    NOT NULL,
+    order_id     TEXT    NOT NULL,
+    state        TEXT    NOT NULL
+        CHECK (state IN ('pending', 'delivered', 'failed', 'superseded', 'test_order')),
+    due_at       INTEGER NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    lease_until  INTEGER,
+    last_status  INTEGER,
+    last_message TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (profile, due_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_order ON deliveries (profile, order_id, id) WHERE state = 'pending';
+CREATE INDEX deliveries_state ON deliveries (profile, state);
+
+CREATE TABLE attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
+    at          INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    outcome     TEXT    NOT NULL,
+    status      INTEGER,
+    message     TEXT    NOT NULL
+);
+CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
+"#];

@@ -1,0 +1,522 @@
+//! The SQLite store: one file in WAL mode, written through one connection.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::schema::MIGRATIONS;
+use super::{Claim, Finished, Imported, NewEvent, Next, QueueState};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "the store {path} was written by a newer exporter (schema version {found}, this one knows up to {known})"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error(
+        "another exporter is already working the store {path} (lock file {lock}); stop it first or use another store"
+    )]
+    Busy { path: PathBuf, lock: PathBuf },
+
+    #[error("cannot create the lock file {lock}: {source}")]
+    Lock {
+        lock: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    /// Held while this process works the queue; released on drop.
+    _worker_lock: Option<File>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_error)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_error)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            _worker_lock: None,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Takes the right to work this store's queue: one worker process per SQLite file. Leases
+    /// left by a process that stopped are released, since no other worker can hold them.
+    pub fn lock_for_work(&mut self) -> Result<usize, StoreError> {
+        let lock = lock_path(&self.path);
+        let file = File::create(&lock).map_err(|source| StoreError::Lock {
+            lock: lock.clone(),
+            source,
+        })?;
+        if file.try_lock().is_err() {
+            return Err(StoreError::Busy {
+                path: self.path.clone(),
+                lock,
+            });
+        }
+        self._worker_lock = Some(file);
+        let released = self
+            .conn
+            .execute(
+                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
+                [],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(released)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| self.sql(e))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+            tx.execute_batch(migration)
+                .map_err(|e| sql(&self.path, e))?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)
+                .map_err(|e| sql(&self.path, e))?;
+            tx.commit().map_err(|e| sql(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Stores events and their deliveries in one transaction.
+    pub fn import(&mut self, events: &[NewEvent]) -> Result<Vec<Imported>, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let results = insert_events(&tx, events).map_err(|e| sql(&path, e))?;
+        tx.commit().map_err(|e| sql(&path, e))?;
+        Ok(results)
+    }
+
+    /// Claims up to `limit` due deliveries of `profile`, leasing them until `lease_until`.
+    pub fn claim(
+        &mut self,
+        profile: &str,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let claims = claim_due(&tx, profile, now, limit, lease_until).map_err(|e| sql(&path, e))?;
+        tx.commit().map_err(|e| sql(&path, e))?;
+        Ok(claims)
+    }
+
+    /// Records the outcome of claimed deliveries and their attempts in one transaction.
+    pub fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        record_outcomes(&tx, finished).map_err(|e| sql(&path, e))?;
+        tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// The earliest time a pending, unclaimed delivery of `profile` becomes due.
+    pub fn next_due(&self, profile: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT min(due_at) FROM deliveries
+                 WHERE profile = ?1 AND state = 'pending' AND lease_until IS NULL",
+                [profile],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Every profile with pending deliveries, and how many.
+    pub fn pending_profiles(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut query = self
+            .conn
+            .prepare(
+                "SELECT profile, count(*) FROM deliveries WHERE state = 'pending' GROUP BY profile",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = query
+            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// How the deliveries of `profile` stand.
+    pub fn queue_state(&self, profile: &str) -> Result<QueueState, StoreError> {
+        queue_state(&self.conn, profile).map_err(|e| self.sql(e))
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        sql(&self.path, source)
+    }
+}
+
+fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sql {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<Vec<Imported>> {
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (order_id, trigger, dedup_key, test_order, received_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dedup_key) DO NOTHING",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (uid, event_id, profile, order_id, state, due_at, created_at,
+                                 updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+    )?;
+    let mut results = Vec::with_capacity(events.len());
+    for event in events {
+        let inserted = insert_event.execute(params![
+            event.order_id,
+            event.trigger,
+            event.dedup_key,
+            event.test_order,
+            event.received_at,
+            event.body
+        ])?;
+        if inserted == 0 {
+            results.push(Imported::Duplicate);
+            continue;
+        }
+        let event_id = tx.last_insert_rowid();
+        for delivery in &event.deliveries {
+            let state = if delivery.test_order {
+                "test_order"
+            } else {
+                "pending"
+            };
+            let uid = uuid::Uuid::now_v7().to_string();
+            insert_delivery.execute(params![
+                uid,
+                event_id,
+                delivery.profile,
+                event.order_id,
+                state,
+                delivery.due_at,
+                event.received_at
+            ])?;
+        }
+        results.push(Imported::Stored);
+    }
+    Ok(results)
+}
+
+fn claim_due(
+    tx: &Transaction<'_>,
+    profile: &str,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> rusqlite::Result<Vec<Claim>> {
+    let mut claim = tx.prepare_cached(
+        "UPDATE deliveries SET lease_until = ?4
+         WHERE id IN (
+             SELECT d.id FROM deliveries d
+             WHERE d.profile = ?1 AND d.state = 'pending' AND d.due_at <= ?2
+               AND (d.lease_until IS NULL OR d.lease_until <= ?2)
+               AND NOT EXISTS (
+                   SELECT 1 FROM deliveries e
+                   WHERE e.profile = d.profile AND e.order_id = d.order_id
+                     AND e.state = 'pending' AND e.id < d.id)
+             ORDER BY d.due_at, d.id
+             LIMIT ?3)
+         RETURNING id, uid, order_id, event_id, attempts",
+    )?;
+    let rows = claim.query_map(params![profile, now, limit as i64, lease_until], |row| {
+        Ok(Claim {
+            id: row.get(0)?,
+            uid: row.get(1)?,
+            order_id: row.get(2)?,
+            event_id: row.get(3)?,
+            attempts: row.get(4)?,
+            body: String::new(),
+            latest: None,
+        })
+    })?;
+    let mut claims = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    claims.sort_by_key(|c| c.id);
+    let mut body = tx.prepare_cached("SELECT body FROM events WHERE id = ?1")?;
+    let mut latest = tx.prepare_cached(
+        "SELECT id, body FROM events WHERE order_id = ?1 AND id > ?2 ORDER BY id DESC LIMIT 1",
+    )?;
+    for claim in &mut claims {
+        claim.body = body.query_row([claim.event_id], |row| row.get(0))?;
+        claim.latest = latest
+            .query_row(params![claim.order_id, claim.event_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+    }
+    Ok(claims)
+}
+
+fn record_outcomes(tx: &Transaction<'_>, finished: &[Finished]) -> rusqlite::Result<()> {
+    let mut update = tx.prepare_cached(
+        "UPDATE deliveries
+         SET state = ?2, due_at = coalesce(?3, due_at), attempts = attempts + ?4,
+             lease_until = NULL, last_status = ?5, last_message = ?6, updated_at = ?7
+         WHERE id = ?1",
+    )?;
+    let mut attempt = tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, at, duration_ms, outcome, status, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for f in finished {
+        let (state, due_at) = match f.next {
+            Next::Delivered => ("delivered", None),
+            Next::RetryAt(at) => ("pending", Some(at)),
+            Next::Failed => ("failed", None),
+            Next::Superseded => ("superseded", None),
+        };
+        let status = f.status.map(i64::from);
+        update.execute(params![
+            f.id,
+            state,
+            due_at,
+            f.attempted as i64,
+            status,
+            f.message,
+            f.at
+        ])?;
+        attempt.execute(params![
+            f.id,
+            f.at,
+            f.duration_ms,
+            f.outcome,
+            status,
+            f.message
+        ])?;
+    }
+    Ok(())
+}
+
+fn queue_state(conn: &Connection, profile: &str) -> rusqlite::Result<QueueState> {
+    let mut state = QueueState::default();
+    let mut counts = conn.prepare_cached(
+        "SELECT state, attempts > 0, count(*) FROM deliveries WHERE profile = ?1 GROUP BY 1, 2",
+    )?;
+    let mut rows = counts.query([profile])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let tried: bool = row.get(1)?;
+        let count = row.get::<_, i64>(2)? as u64;
+        match (name.as_str(), tried) {
+            ("delivered", _) => state.delivered += count,
+            ("superseded", _) => state.superseded += count,
+            ("test_order", _) => state.test_orders += count,
+            ("failed", _) => state.failed += count,
+            ("pending", false) => state.scheduled += count,
+            ("pending", true) => state.retrying += count,
+            _ => {}
+        }
+    }
+    state.next_due = conn.query_row(
+        "SELECT min(due_at) FROM deliveries WHERE profile = ?1 AND state = 'pending'",
+        [profile],
+        |row| row.get(0),
+    )?;
+    state.last_error = conn
+        .query_row(
+            "SELECT last_message FROM deliveries
+             WHERE profile = ?1 AND state IN ('pending', 'failed') AND attempts > 0
+             ORDER BY updated_at DESC LIMIT 1",
+            [profile],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewDelivery;
+
+    fn event(order: &str, trigger: &str, updated: &str, profiles: &[&str], at: i64) -> NewEvent {
+        NewEvent {
+            order_id: order.into(),
+            trigger: trigger.into(),
+            dedup_key: format!("{order}|{trigger}|{updated}"),
+            test_order: false,
+            received_at: at,
+            body: format!(r#"{{"orderId":"{order}","customerType":"{trigger}"}}"#),
+            deliveries: profiles
+                .iter()
+                .map(|p| NewDelivery {
+                    profile: (*p).into(),
+                    due_at: at,
+                    test_order: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.db")).unwrap();
+        (dir, store)
+    }
+
+    fn finished(id: i64, next: Next) -> Finished {
+        Finished {
+            id,
+            next,
+            attempted: true,
+            outcome: "x",
+            status: None,
+            message: String::new(),
+            at: 10,
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn stores_an_event_once() {
+        let (_dir, mut store) = store();
+        let a = event("A", "Partial", "t1", &["p"], 0);
+        let results = store.import(&[a.clone(), a]).unwrap();
+        assert_eq!(results, [Imported::Stored, Imported::Duplicate]);
+        assert_eq!(store.queue_state("p").unwrap().scheduled, 1);
+    }
+
+    #[test]
+    fn claims_only_due_unleased_deliveries() {
+        let (_dir, mut store) = store();
+        store
+            .import(&[
+                event("A", "Partial", "1", &["p"], 0),
+                event("B", "Partial", "1", &["p"], 100),
+            ])
+            .unwrap();
+        let first = store.claim("p", 50, 10, 1_000).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].order_id, "A");
+        assert!(
+            store.claim("p", 50, 10, 1_000).unwrap().is_empty(),
+            "leased"
+        );
+        assert_eq!(
+            store.claim("p", 1_000, 10, 2_000).unwrap().len(),
+            2,
+            "lease ended, B due"
+        );
+    }
+
+    #[test]
+    fn keeps_arrival_order_per_order_and_profile() {
+        let (_dir, mut store) = store();
+        let events = [
+            event("A", "Partial", "1", &["p"], 0),
+            event("A", "New Sale", "2", &["p"], 0),
+        ];
+        store.import(&events).unwrap();
+        let first = store.claim("p", 10, 10, 100).unwrap();
+        assert_eq!(first.len(), 1, "the second waits for the first");
+        assert_eq!(first[0].latest.as_ref().map(|l| l.0), Some(2));
+        store
+            .record(&[finished(first[0].id, Next::RetryAt(20))])
+            .unwrap();
+        assert!(
+            store
+                .claim("p", 30, 10, 100)
+                .unwrap()
+                .iter()
+                .all(|c| c.id == first[0].id)
+        );
+    }
+
+    #[test]
+    fn records_outcomes_and_attempts() {
+        let (_dir, mut store) = store();
+        store
+            .import(&[event("A", "Partial", "1", &["p"], 0)])
+            .unwrap();
+        let claim = store.claim("p", 10, 10, 100).unwrap().remove(0);
+        let mut retry = finished(claim.id, Next::RetryAt(500));
+        retry.message = "HTTP 500".into();
+        store.record(&[retry]).unwrap();
+        let state = store.queue_state("p").unwrap();
+        assert_eq!((state.retrying, state.next_due), (1, Some(500)));
+        assert_eq!(state.last_error.as_deref(), Some("HTTP 500"));
+        let claim = store.claim("p", 500, 10, 600).unwrap().remove(0);
+        assert_eq!(claim.attempts, 1);
+        store
+            .record(&[finished(claim.id, Next::Delivered)])
+            .unwrap();
+        assert_eq!(store.queue_state("p").unwrap().delivered, 1);
+    }
+
+    #[test]
+    fn one_worker_per_store_and_stale_leases_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let mut first = SqliteStore::open(&path).unwrap();
+        first
+            .import(&[event("A", "Partial", "1", &["p"], 0)])
+            .unwrap();
+        first.claim("p", 10, 10, i64::MAX).unwrap();
+        assert_eq!(first.lock_for_work().unwrap(), 1);
+        let mut second = SqliteStore::open(&path).unwrap();
+        assert!(matches!(
+            second.lock_for_work(),
+            Err(StoreError::Busy { .. })
+        ));
+        drop(first);
+        assert_eq!(second.lock_for_work().unwrap(), 0);
+    }
+}

@@ -1,0 +1,401 @@
+//! Workers: one per profile, claiming due deliveries, checking the routes again, rendering,
+//! handing the batch to the target and recording every outcome.
+//!
+//! Invariants:
+//! - Claim, delivery and recording are three steps; no store transaction is open while the
+//!   target is called, and a delivery is only marked delivered after the target said so.
+//! - A target's answer is recorded for every claimed delivery, including when the target
+//!   panics or returns the wrong number of outcomes (those become retries).
+//! - Streaming targets (postback) get up to their `max_in_flight` records per batch; batch
+//!   targets (CSV) get everything due at each flush, in one file.
+//! - Shutdown stops claiming, lets the batch in flight finish and be recorded, flushes batch
+//!   targets one last time, then returns.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use exporter_core::mapping::render;
+use exporter_core::route::any_matches;
+use exporter_core::{Batching, OrderEvent, Outcome, OutcomeKind, Record, Redactor};
+use futures_util::FutureExt;
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+use crate::config::{Config, Profile};
+use crate::store::{Claim, Finished, Next, SqliteStore, StoreError, now_ms};
+
+/// How long a claim is held before another worker may take it.
+const LEASE: Duration = Duration::from_secs(600);
+
+/// The longest a worker sleeps before looking at the queue again.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Records per file for batch targets.
+const FLUSH_LIMIT: usize = 10_000;
+
+/// The longest message kept in the ledger for one attempt.
+const MESSAGE_CHARS: usize = 300;
+
+/// What one run did per profile.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunCounts {
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub superseded: u64,
+    pub retries: u64,
+    pub failed: u64,
+}
+
+/// Works the queue of every profile of a config.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<Mutex<SqliteStore>>,
+    config: Arc<Config>,
+    counts: Arc<Mutex<BTreeMap<String, RunCounts>>>,
+}
+
+/// Whether workers stop when nothing is due or keep waiting for work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Deliver what is due at this time (unix ms), once, then return.
+    Once(i64),
+    Forever,
+}
+
+impl Engine {
+    pub fn new(store: Arc<Mutex<SqliteStore>>, config: Arc<Config>) -> Self {
+        Engine {
+            store,
+            config,
+            counts: Arc::default(),
+        }
+    }
+
+    /// What this engine has done so far, per profile.
+    pub fn counts(&self) -> BTreeMap<String, RunCounts> {
+        self.counts.lock().expect("counts lock").clone()
+    }
+
+    /// Delivers everything due now, once per delivery, then returns.
+    pub async fn run_once(&self) -> Result<(), StoreError> {
+        let (_keep, shutdown) = watch::channel(false);
+        self.run(Mode::Once(now_ms()), shutdown).await
+    }
+
+    /// Works the queue until `shutdown` turns true.
+    pub async fn run_until(&self, shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
+        self.run(Mode::Forever, shutdown).await
+    }
+
+    async fn run(&self, mode: Mode, shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..self.config.profiles.len() {
+            let engine = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { engine.work_profile(index, mode, shutdown).await });
+        }
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(panic) => error!(error = %panic, "a profile worker stopped unexpectedly"),
+            }
+        }
+        result
+    }
+
+    async fn work_profile(
+        &self,
+        index: usize,
+        mode: Mode,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        let profile = &self.config.profiles[index];
+        match profile.exporter.batching() {
+            Batching::Stream { max_in_flight } => loop {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+                let cutoff = match mode {
+                    Mode::Once(at) => at,
+                    Mode::Forever => now_ms(),
+                };
+                let claims = self.claim(profile, cutoff, max_in_flight.max(1)).await?;
+                if !claims.is_empty() {
+                    self.process(profile, claims).await?;
+                    continue;
+                }
+                if matches!(mode, Mode::Once(_)) {
+                    return Ok(());
+                }
+                let wait = self.idle_wait(profile).await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            },
+            Batching::Flush { interval } => loop {
+                let cutoff = match mode {
+                    Mode::Once(at) => at,
+                    Mode::Forever => now_ms(),
+                };
+                self.flush(profile, cutoff).await?;
+                if matches!(mode, Mode::Once(_)) || *shutdown.borrow() {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            },
+        }
+    }
+
+    /// Hands a batch target everything due, one file per [`FLUSH_LIMIT`] records.
+    async fn flush(&self, profile: &Profile, cutoff: i64) -> Result<(), StoreError> {
+        loop {
+            let claims = self.claim(profile, cutoff, FLUSH_LIMIT).await?;
+            if claims.is_empty() {
+                return Ok(());
+            }
+            self.process(profile, claims).await?;
+        }
+    }
+
+    async fn idle_wait(&self, profile: &Profile) -> Result<Duration, StoreError> {
+        let name = profile.name.clone();
+        let next = self.with_store(move |store| store.next_due(&name)).await?;
+        let until_next = next.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+        Ok(until_next
+            .unwrap_or(POLL)
+            .clamp(Duration::from_millis(10), POLL))
+    }
+
+    async fn claim(
+        &self,
+        profile: &Profile,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let name = profile.name.clone();
+        let lease_until = now_ms() + LEASE.as_millis() as i64;
+        self.with_store(move |store| store.claim(&name, cutoff, limit, lease_until))
+            .await
+    }
+
+    /// Rechecks, renders, delivers and records one claimed batch.
+    async fn process(&self, profile: &Profile, claims: Vec<Claim>) -> Result<(), StoreError> {
+        let mut finished = Vec::with_capacity(claims.len());
+        let mut sending = Vec::with_capacity(claims.len());
+        let mut records = Vec::with_capacity(claims.len());
+        for claim in claims {
+            match prepare(profile, &claim) {
+                Prepared::Send(record) => {
+                    records.push(record);
+                    sending.push(claim);
+                }
+                Prepared::Done(next, outcome, message) => {
+                    finished
+                        .push(self.finish(profile, &claim, next, outcome, None, message, 0, false));
+                }
+            }
+        }
+        if !records.is_empty() {
+            let started = Instant::now();
+            let outcomes = deliver(profile, &records).await;
+            let duration_ms = started.elapsed().as_millis() as i64;
+            for (claim, outcome) in sending.iter().zip(outcomes) {
+                finished.push(self.settle(profile, claim, outcome, duration_ms));
+            }
+        }
+        self.with_store(move |store| store.record(&finished)).await
+    }
+
+    /// Decides what an outcome means for the delivery: done, retry later, or parked.
+    fn settle(
+        &self,
+        profile: &Profile,
+        claim: &Claim,
+        outcome: Outcome,
+        duration_ms: i64,
+    ) -> Finished {
+        let attempt = claim.attempts + 1;
+        let message = shorten(&self.config.redactor, &outcome.message);
+        let (next, label) = match outcome.kind {
+            OutcomeKind::Delivered => (Next::Delivered, "delivered"),
+            OutcomeKind::Duplicate => (Next::Delivered, "duplicate"),
+            OutcomeKind::Failed => (Next::Failed, "failed"),
+            OutcomeKind::Retry if profile.retry.exhausted(attempt) => (Next::Failed, "retry"),
+            OutcomeKind::Retry => {
+                let wait = profile.retry.next_wait(attempt, outcome.retry_after);
+                (Next::RetryAt(now_ms() + wait.as_millis() as i64), "retry")
+            }
+        };
+        self.finish(
+            profile,
+            claim,
+            next,
+            label,
+            outcome.status,
+            message,
+            duration_ms,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        profile: &Profile,
+        claim: &Claim,
+        next: Next,
+        outcome: &'static str,
+        status: Option<u16>,
+        message: String,
+        duration_ms: i64,
+        attempted: bool,
+    ) -> Finished {
+        let attempt = claim.attempts + u32::from(attempted);
+        let mut counts = self.counts.lock().expect("counts lock");
+        let counts = counts.entry(profile.name.clone()).or_default();
+        let fields = (&profile.name, &claim.order_id, &claim.uid, attempt);
+        match (next, outcome) {
+            (Next::Delivered, "duplicate") => {
+                counts.duplicates += 1;
+                debug!(
+                    profile = fields.0,
+                    order_id = fields.1,
+                    delivery_id = fields.2,
+                    attempt,
+                    status,
+                    "target already had the record"
+                );
+            }
+            (Next::Delivered, _) => {
+                counts.delivered += 1;
+                debug!(
+                    profile = fields.0,
+                    order_id = fields.1,
+                    delivery_id = fields.2,
+                    attempt,
+                    status,
+                    "delivered"
+                );
+            }
+            (Next::Superseded, _) => {
+                counts.superseded += 1;
+                debug!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, reason = %message, "superseded");
+            }
+            (Next::RetryAt(at), _) => {
+                counts.retries += 1;
+                let retry_in_secs = (at - now_ms()).max(0) / 1000;
+                warn!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, retry_in_secs, reason = %message, "delivery attempt failed; will retry");
+            }
+            (Next::Failed, _) => {
+                counts.failed += 1;
+                error!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, reason = %message, "delivery failed and is parked; replay it once the cause is fixed");
+            }
+        }
+        Finished {
+            id: claim.id,
+            next,
+            attempted,
+            outcome,
+            status,
+            message,
+            at: now_ms(),
+            duration_ms,
+        }
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&mut store.lock().expect("store lock")))
+            .await
+            .expect("store task panicked")
+    }
+}
+
+enum Prepared {
+    Send(Record),
+    Done(Next, &'static str, String),
+}
+
+/// Checks the routes again against the order's latest event and renders the record.
+fn prepare(profile: &Profile, claim: &Claim) -> Prepared {
+    let event = match parse_stored(&claim.body) {
+        Ok(event) => event,
+        Err(reason) => {
+            return Prepared::Done(
+                Next::Failed,
+                "failed",
+                format!("stored event is unreadable: {reason}"),
+            );
+        }
+    };
+    if let Some((latest_id, latest)) = superseding(profile, claim) {
+        let message = format!(
+            "superseded: the order's latest event (#{latest_id}, {}) no longer matches this \
+             profile's routes",
+            latest.trigger()
+        );
+        return Prepared::Done(Next::Superseded, "superseded", message);
+    }
+    Prepared::Send(render(&profile.mappings, &event, &claim.uid))
+}
+
+/// The order's latest event, when rechecking is on and it no longer matches the profile.
+fn superseding(profile: &Profile, claim: &Claim) -> Option<(i64, OrderEvent)> {
+    let (latest_id, body) = claim.latest.as_ref().filter(|_| profile.recheck)?;
+    let latest = parse_stored(body).ok()?;
+    (!any_matches(&profile.routes, &latest)).then_some((*latest_id, latest))
+}
+
+fn parse_stored(body: &str) -> Result<OrderEvent, String> {
+    let value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    OrderEvent::from_value(value).map_err(|e| e.to_string())
+}
+
+/// Calls the target, turning a panic or a wrong number of outcomes into retries.
+async fn deliver(profile: &Profile, records: &[Record]) -> Vec<Outcome> {
+    let call = AssertUnwindSafe(profile.exporter.deliver(records))
+        .catch_unwind()
+        .await;
+    let mut outcomes = match call {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            error!(profile = %profile.name, records = records.len(), "the target panicked; the batch will be retried");
+            return vec![
+                Outcome::retry(None, "the target panicked while delivering");
+                records.len()
+            ];
+        }
+    };
+    if outcomes.len() != records.len() {
+        error!(profile = %profile.name, records = records.len(), outcomes = outcomes.len(), "the target returned the wrong number of outcomes; the batch will be retried");
+        let message = format!(
+            "the target returned {} outcomes for {} records",
+            outcomes.len(),
+            records.len()
+        );
+        outcomes = vec![Outcome::retry(None, message); records.len()];
+    }
+    outcomes
+}
+
+/// Masks secrets and keeps the first [`MESSAGE_CHARS`] characters.
+fn shorten(redactor: &Redactor, message: &str) -> String {
+    let redacted = redactor.redact(message);
+    let mut chars = redacted.chars();
+    let mut short: String = chars.by_ref().take(MESSAGE_CHARS).collect();
+    if chars.next().is_some() {
+        short.push('…');
+    }
+    short
+}
