@@ -1,0 +1,4 @@
+//! End-to-end tests: the `exporter` binary, run as a user runs it, against real HTTP servers
+//! on 127.0.0.1 and real folders.
+
+mod harness;
