@@ -1,4 +1,7 @@
 //! End-to-end tests: the `exporter` binary, run as a user runs it, against real HTTP servers
 //! on 127.0.0.1 and real folders.
 
+mod commands;
+// Not every test uses every helper of the harness.
+#[allow(dead_code)]
 mod harness;
