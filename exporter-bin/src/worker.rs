@@ -21,7 +21,7 @@ use exporter_core::route::any_matches;
 use exporter_core::{Batching, OrderEvent, Outcome, OutcomeKind, Record, Redactor};
 use futures_util::FutureExt;
 use tokio::sync::watch;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
 use crate::store::{Claim, Finished, Next, SqliteStore, StoreError, now_ms};
@@ -31,6 +31,12 @@ const LEASE: Duration = Duration::from_secs(600);
 
 /// The longest a worker sleeps before looking at the queue again.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How long a worker waits after a store failure before trying again.
+const STORE_PAUSE: Duration = Duration::from_secs(5);
+
+/// How often a long delivery run reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Records per file for batch targets.
 const FLUSH_LIMIT: usize = 10_000;
@@ -94,8 +100,17 @@ impl Engine {
         for index in 0..self.config.profiles.len() {
             let engine = self.clone();
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { engine.work_profile(index, mode, shutdown).await });
+            tasks.spawn(async move { engine.keep_working(index, mode, shutdown).await });
         }
+        let reporter = tokio::spawn(self.clone().report_progress());
+        let result = Self::join(tasks).await;
+        reporter.abort();
+        result
+    }
+
+    async fn join(
+        mut tasks: tokio::task::JoinSet<Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             match joined {
@@ -105,6 +120,45 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// Works one profile; in `Forever` mode a store failure (a full disk, a locked file) is
+    /// logged and the worker tries again after [`STORE_PAUSE`] instead of stopping.
+    async fn keep_working(
+        &self,
+        index: usize,
+        mode: Mode,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let error = match self.work_profile(index, mode, shutdown.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) if mode != Mode::Forever => return Err(error),
+                Err(error) => error,
+            };
+            let profile = &self.config.profiles[index].name;
+            error!(profile = %profile, error = %error, "the store failed; this profile's deliveries pause and resume when it works again");
+            tokio::select! {
+                _ = tokio::time::sleep(STORE_PAUSE) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Logs what has been delivered so far, every [`PROGRESS_EVERY`], while anything changes.
+    async fn report_progress(self) {
+        let mut last = BTreeMap::new();
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            let counts = self.counts();
+            if counts == last {
+                continue;
+            }
+            for (profile, run) in &counts {
+                info!(profile = %profile, delivered = run.delivered + run.duplicates, retries = run.retries, superseded = run.superseded, failed = run.failed, "delivering");
+            }
+            last = counts;
+        }
     }
 
     async fn work_profile(

@@ -57,10 +57,10 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
             );
             let (stop, stopped) = watch::channel(false);
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                info!("stopping: finishing deliveries in flight (Ctrl-C again to stop at once)");
+                stop_signal().await;
+                info!("stopping: finishing deliveries in flight (signal again to stop at once)");
                 let _ = stop.send(true);
-                let _ = tokio::signal::ctrl_c().await;
+                stop_signal().await;
                 warn!("stopped at once; deliveries in flight will be sent again at the next start");
                 std::process::exit(130);
             });
@@ -70,6 +70,16 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
     let store = store.lock().expect("store lock");
     summary::print(&inputs, &stats, &config, &store, &engine.counts())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// Pending deliveries of a profile the config no longer has stay in the store, untouched.

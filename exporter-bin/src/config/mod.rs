@@ -59,9 +59,14 @@ impl Config {
         if loader.problems.is_empty() {
             Ok(config)
         } else {
+            // A target may quote a setting in its message; the setting may be a secret.
+            let mut problems = loader.problems;
+            for problem in &mut problems {
+                problem.message = config.redactor.redact(&problem.message).into_owned();
+            }
             Err(ConfigError {
                 path: path.to_owned(),
-                problems: loader.problems,
+                problems,
             })
         }
     }
