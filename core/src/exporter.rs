@@ -1,6 +1,7 @@
 //! The [`Exporter`] trait every target implements, and the outcome of one delivery attempt.
 //!
-//! The host renders each due delivery into a [`Record`] and hands the target a batch. The target
+//! The host renders each due delivery into a [`Record`](crate::Record) and hands the target a
+//! [`Batch`]. The target
 //! returns exactly one [`Outcome`] per record, in the same order. It never retries on its own:
 //! the host records the attempt and schedules the next one, so a crash between the two loses
 //! nothing and a retry always carries the same delivery id.
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Record;
+use crate::record::Batch;
 
 /// A boxed future, so `Exporter` stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -19,11 +20,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A delivery target: a postback URL, a CSV folder, an FTP server, a plugin.
 pub trait Exporter: Send + Sync {
     /// Delivers a batch of records; returns one outcome per record, in order.
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Vec<Outcome>>;
+    fn deliver<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Vec<Outcome>>;
 
-    /// Shows exactly what [`Exporter::deliver`] would send for these records, without sending;
+    /// Shows exactly what [`Exporter::deliver`] would send for this batch, without sending;
     /// secret fields appear masked.
-    fn preview(&self, records: &[Record]) -> String;
+    fn preview(&self, batch: &Batch) -> String;
 
     /// How the host should hand records to this target.
     fn batching(&self) -> Batching {

@@ -18,7 +18,7 @@ pub use error::{EventError, MappingError, SettingsError};
 pub use event::OrderEvent;
 pub use exporter::{Batching, BoxFuture, Exporter, Outcome, OutcomeKind};
 pub use mapping::{Mapping, MappingSource};
-pub use record::{Field, Record};
+pub use record::{Batch, Field, Record};
 pub use redact::Redactor;
 pub use route::Route;
 pub use settings::parse_settings;

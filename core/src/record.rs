@@ -4,6 +4,19 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The records a target gets in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The batch's stable id. A batch target's batch that fails is retried whole: the same id,
+    /// creation time and records, so a file named from them is written again under the same
+    /// name rather than duplicated.
+    pub id: String,
+    /// When the batch was first formed, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+    /// The records, in delivery order.
+    pub records: Vec<Record>,
+}
+
 /// One delivery's rendered fields, handed to a target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 
 use exporter_core::mapping::render;
 use exporter_core::route::any_matches;
-use exporter_core::{Batching, OrderEvent, Outcome, OutcomeKind, Record, Redactor};
+use exporter_core::{Batch, Batching, OrderEvent, Outcome, OutcomeKind, Record, Redactor};
 use futures_util::FutureExt;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
-use crate::store::{Claim, Finished, Next, SqliteStore, StoreError, now_ms};
+use crate::store::{Claim, ClaimedBatch, Finished, Next, SqliteStore, StoreError, now_ms};
 
 /// How long a claim is held before another worker may take it.
 const LEASE: Duration = Duration::from_secs(600);
@@ -179,7 +179,13 @@ impl Engine {
                 };
                 let claims = self.claim(profile, cutoff, max_in_flight.max(1)).await?;
                 if !claims.is_empty() {
-                    self.process(profile, claims).await?;
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let batch = ClaimedBatch {
+                        id,
+                        created_at: now_ms(),
+                        claims,
+                    };
+                    self.process(profile, batch).await?;
                     continue;
                 }
                 if matches!(mode, Mode::Once(_)) {
@@ -211,11 +217,15 @@ impl Engine {
     /// Hands a batch target everything due, one file per [`FLUSH_LIMIT`] records.
     async fn flush(&self, profile: &Profile, cutoff: i64) -> Result<(), StoreError> {
         loop {
-            let claims = self.claim(profile, cutoff, FLUSH_LIMIT).await?;
-            if claims.is_empty() {
+            let name = profile.name.clone();
+            let lease_until = now_ms() + LEASE.as_millis() as i64;
+            let claim = move |store: &mut SqliteStore| {
+                store.claim_batch(&name, cutoff, FLUSH_LIMIT, lease_until)
+            };
+            let Some(batch) = self.with_store(claim).await? else {
                 return Ok(());
-            }
-            self.process(profile, claims).await?;
+            };
+            self.process(profile, batch).await?;
         }
     }
 
@@ -241,7 +251,12 @@ impl Engine {
     }
 
     /// Rechecks, renders, delivers and records one claimed batch.
-    async fn process(&self, profile: &Profile, claims: Vec<Claim>) -> Result<(), StoreError> {
+    async fn process(&self, profile: &Profile, batch: ClaimedBatch) -> Result<(), StoreError> {
+        let ClaimedBatch {
+            id,
+            created_at,
+            claims,
+        } = batch;
         let mut finished = Vec::with_capacity(claims.len());
         let mut sending = Vec::with_capacity(claims.len());
         let mut records = Vec::with_capacity(claims.len());
@@ -259,7 +274,12 @@ impl Engine {
         }
         if !records.is_empty() {
             let started = Instant::now();
-            let outcomes = deliver(profile, &records).await;
+            let batch = Batch {
+                id,
+                created_at_ms: created_at,
+                records,
+            };
+            let outcomes = deliver(profile, &batch).await;
             let duration_ms = started.elapsed().as_millis() as i64;
             for (claim, outcome) in sending.iter().zip(outcomes) {
                 finished.push(self.settle(profile, claim, outcome, duration_ms));
@@ -417,8 +437,9 @@ fn parse_stored(body: &str) -> Result<OrderEvent, String> {
 }
 
 /// Calls the target, turning a panic or a wrong number of outcomes into retries.
-async fn deliver(profile: &Profile, records: &[Record]) -> Vec<Outcome> {
-    let call = AssertUnwindSafe(profile.exporter.deliver(records))
+async fn deliver(profile: &Profile, batch: &Batch) -> Vec<Outcome> {
+    let records = &batch.records;
+    let call = AssertUnwindSafe(profile.exporter.deliver(batch))
         .catch_unwind()
         .await;
     let mut outcomes = match call {

@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use exporter_core::OrderEvent;
 use exporter_core::mapping::render;
 use exporter_core::route::any_matches;
+use exporter_core::{Batch, OrderEvent};
 
 use crate::config::Config;
 use crate::ingest::Input;
 use crate::ingest::input;
+use crate::store::now_ms;
 
 /// Prints the target's preview of every order in `input` for the named profile.
 pub fn preview(config: &Config, profile: &str, input: &str) -> anyhow::Result<ExitCode> {
@@ -48,7 +49,12 @@ pub fn preview(config: &Config, profile: &str, input: &str) -> anyhow::Result<Ex
     if records.is_empty() {
         bail!("{} holds no order event to preview", input.name());
     }
-    let text = profile.exporter.preview(&records);
+    let batch = Batch {
+        id: "preview".to_owned(),
+        created_at_ms: now_ms(),
+        records,
+    };
+    let text = profile.exporter.preview(&batch);
     println!("{}", config.redactor.redact(&text));
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,9 @@
 //!   when the next worker starts, since one worker process owns a SQLite store at a time).
 //! - No transaction is open while a target is called: claim commits, delivery happens, then the
 //!   outcome and its attempt row commit together.
+//! - A batch target's deliveries are claimed as a batch: a pinned batch id and creation time
+//!   are set at its first claim, and a batch that fails is claimed again whole, without new
+//!   members and without the route recheck, so its retry carries the same records.
 //! - Per order and profile, a delivery is only claimed when no earlier delivery of the same
 //!   order to the same profile is still pending, so targets see an order's events in arrival
 //!   order.
@@ -43,6 +46,15 @@ pub struct NewEvent {
     pub received_at: i64,
     pub body: String,
     pub deliveries: Vec<NewDelivery>,
+}
+
+/// Claimed deliveries of a batch target that are delivered together. A batch that fails keeps
+/// its id, creation time and members, so its retry writes the same file again.
+#[derive(Debug, Clone)]
+pub struct ClaimedBatch {
+    pub id: String,
+    pub created_at: i64,
+    pub claims: Vec<Claim>,
 }
 
 /// What happened to one event on import.

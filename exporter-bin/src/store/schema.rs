@@ -1,7 +1,9 @@
 //! The SQLite schema and its migrations, numbered by `PRAGMA user_version`.
 
-/// Each entry upgrades the schema from its index to the next version.
-pub const MIGRATIONS: &[&str] = &[r#"
+/// Each entry upgrades the schema from its index to the next version. Version 2 pins the
+/// deliveries of a batch target's batch together, so a failed batch is retried whole.
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY,
     order_id    TEXT    NOT NULL,
@@ -43,4 +45,11 @@ CREATE TABLE attempts (
     message     TEXT    NOT NULL
 );
 CREATE INDEX attempts_by_delivery ON attempts (delivery_id);
-"#];
+"#,
+    r#"
+ALTER TABLE deliveries ADD COLUMN batch_id TEXT;
+ALTER TABLE deliveries ADD COLUMN batch_at INTEGER;
+CREATE INDEX deliveries_batch ON deliveries (profile, batch_id)
+    WHERE state = 'pending' AND batch_id IS NOT NULL;
+"#,
+];

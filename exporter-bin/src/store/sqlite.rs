@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::schema::MIGRATIONS;
-use super::{Claim, Finished, Imported, NewEvent, Next, QueueState};
+use super::{Claim, ClaimedBatch, Finished, Imported, NewEvent, Next, QueueState};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -145,9 +145,28 @@ impl SqliteStore {
     ) -> Result<Vec<Claim>, StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let claims = claim_due(&tx, profile, now, limit, lease_until).map_err(|e| sql(&path, e))?;
+        let claims = claim_due(&tx, profile, now, limit, lease_until)
+            .and_then(|mut claims| load_bodies(&tx, &mut claims, true).map(|()| claims))
+            .map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
         Ok(claims)
+    }
+
+    /// Claims the next batch of a batch target: a failed batch that is due again, whole, or
+    /// else up to `limit` due deliveries, pinned together under a new batch id.
+    pub fn claim_batch(
+        &mut self,
+        profile: &str,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Option<ClaimedBatch>, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let batch =
+            claim_batch(&tx, profile, now, limit, lease_until).map_err(|e| sql(&path, e))?;
+        tx.commit().map_err(|e| sql(&path, e))?;
+        Ok(batch)
     }
 
     /// Records the outcome of claimed deliveries and their attempts in one transaction.
@@ -255,6 +274,8 @@ fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<
     Ok(results)
 }
 
+/// Leases up to `limit` due deliveries that belong to no batch, oldest due first, skipping any
+/// whose order has an earlier delivery to this profile still pending. Bodies are not loaded.
 fn claim_due(
     tx: &Transaction<'_>,
     profile: &str,
@@ -267,6 +288,7 @@ fn claim_due(
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE d.profile = ?1 AND d.state = 'pending' AND d.due_at <= ?2
+               AND d.batch_id IS NULL
                AND (d.lease_until IS NULL OR d.lease_until <= ?2)
                AND NOT EXISTS (
                    SELECT 1 FROM deliveries e
@@ -276,32 +298,95 @@ fn claim_due(
              LIMIT ?3)
          RETURNING id, uid, order_id, event_id, attempts",
     )?;
-    let rows = claim.query_map(params![profile, now, limit as i64, lease_until], |row| {
-        Ok(Claim {
-            id: row.get(0)?,
-            uid: row.get(1)?,
-            order_id: row.get(2)?,
-            event_id: row.get(3)?,
-            attempts: row.get(4)?,
-            body: String::new(),
-            latest: None,
-        })
-    })?;
+    let rows = claim.query_map(params![profile, now, limit as i64, lease_until], claim_row)?;
     let mut claims = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     claims.sort_by_key(|c| c.id);
+    Ok(claims)
+}
+
+fn claim_batch(
+    tx: &Transaction<'_>,
+    profile: &str,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> rusqlite::Result<Option<ClaimedBatch>> {
+    let retried = tx
+        .query_row(
+            "SELECT batch_id, batch_at FROM deliveries
+             WHERE profile = ?1 AND state = 'pending' AND batch_id IS NOT NULL AND due_at <= ?2
+               AND (lease_until IS NULL OR lease_until <= ?2)
+             ORDER BY due_at LIMIT 1",
+            params![profile, now],
+            |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+        )
+        .optional()?;
+    let (id, created_at, claims) = match retried {
+        Some((id, created_at)) => {
+            let mut claim = tx.prepare_cached(
+                "UPDATE deliveries SET lease_until = ?3
+                 WHERE profile = ?1 AND batch_id = ?2 AND state = 'pending'
+                 RETURNING id, uid, order_id, event_id, attempts",
+            )?;
+            let rows = claim.query_map(params![profile, id, lease_until], claim_row)?;
+            (id, created_at, rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        }
+        None => {
+            let id = uuid::Uuid::now_v7().to_string();
+            let mut claims = claim_due(tx, profile, now, limit, lease_until)?;
+            let mut pin = tx.prepare_cached(
+                "UPDATE deliveries SET batch_id = ?2, batch_at = ?3 WHERE id = ?1",
+            )?;
+            for claim in &claims {
+                pin.execute(params![claim.id, id, now])?;
+            }
+            load_bodies(tx, &mut claims, true)?;
+            return Ok((!claims.is_empty()).then_some(ClaimedBatch {
+                id,
+                created_at: now,
+                claims,
+            }));
+        }
+    };
+    let mut claims = claims;
+    claims.sort_by_key(|c| c.id);
+    load_bodies(tx, &mut claims, false)?;
+    Ok((!claims.is_empty()).then_some(ClaimedBatch {
+        id,
+        created_at,
+        claims,
+    }))
+}
+
+fn claim_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Claim> {
+    Ok(Claim {
+        id: row.get(0)?,
+        uid: row.get(1)?,
+        order_id: row.get(2)?,
+        event_id: row.get(3)?,
+        attempts: row.get(4)?,
+        body: String::new(),
+        latest: None,
+    })
+}
+
+/// Fills in each claim's event, and with `latest`, the order's newest event when it is newer.
+fn load_bodies(tx: &Transaction<'_>, claims: &mut [Claim], latest: bool) -> rusqlite::Result<()> {
     let mut body = tx.prepare_cached("SELECT body FROM events WHERE id = ?1")?;
-    let mut latest = tx.prepare_cached(
+    let mut newest = tx.prepare_cached(
         "SELECT id, body FROM events WHERE order_id = ?1 AND id > ?2 ORDER BY id DESC LIMIT 1",
     )?;
-    for claim in &mut claims {
+    for claim in claims {
         claim.body = body.query_row([claim.event_id], |row| row.get(0))?;
-        claim.latest = latest
-            .query_row(params![claim.order_id, claim.event_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .optional()?;
+        if latest {
+            claim.latest = newest
+                .query_row(params![claim.order_id, claim.event_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+        }
     }
-    Ok(claims)
+    Ok(())
 }
 
 fn record_outcomes(tx: &Transaction<'_>, finished: &[Finished]) -> rusqlite::Result<()> {
@@ -518,5 +603,48 @@ mod tests {
         ));
         drop(first);
         assert_eq!(second.lock_for_work().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_failed_batch_is_claimed_again_whole_without_new_members() {
+        let (_dir, mut store) = store();
+        store
+            .import(&[
+                event("A", "Refund", "1", &["p"], 0),
+                event("B", "Refund", "1", &["p"], 0),
+            ])
+            .unwrap();
+        let first = store.claim_batch("p", 10, 100, 20).unwrap().unwrap();
+        assert_eq!(first.claims.len(), 2);
+        let retry: Vec<_> = first
+            .claims
+            .iter()
+            .map(|c| finished(c.id, Next::RetryAt(50)))
+            .collect();
+        store.record(&retry).unwrap();
+        store
+            .import(&[event("C", "Refund", "1", &["p"], 40)])
+            .unwrap();
+
+        let again = store.claim_batch("p", 60, 100, 70).unwrap().unwrap();
+        assert_eq!((&again.id, again.created_at), (&first.id, 10));
+        let ids = |b: &ClaimedBatch| b.claims.iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(&again), ids(&first));
+        assert!(
+            again
+                .claims
+                .iter()
+                .all(|c| c.latest.is_none() && !c.body.is_empty())
+        );
+
+        let done: Vec<_> = again
+            .claims
+            .iter()
+            .map(|c| finished(c.id, Next::Delivered))
+            .collect();
+        store.record(&done).unwrap();
+        let next = store.claim_batch("p", 80, 100, 90).unwrap().unwrap();
+        assert_ne!(next.id, first.id);
+        assert_eq!(next.claims.len(), 1, "C forms a new batch");
     }
 }

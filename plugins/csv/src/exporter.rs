@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use exporter_core::{Batching, BoxFuture, Exporter, Outcome, Record, SettingsError};
+use exporter_core::{Batch, Batching, BoxFuture, Exporter, Outcome, Record, SettingsError};
 use jiff::Timestamp;
 use tracing::{debug, warn};
 
@@ -67,21 +67,21 @@ impl CsvExporter {
         })
     }
 
-    fn flush_for(&self, body: Vec<u8>) -> Flush {
+    fn flush_for(&self, body: Vec<u8>, at: Timestamp) -> Flush {
         Flush {
             dir: self.dir.clone(),
             file_name: self.file_name.clone(),
             profile: self.profile.clone(),
-            at: Timestamp::now(),
+            at,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             body,
         }
     }
 
     /// The path the next flush would try, and how its bytes are laid out.
-    fn preview_heading(&self) -> String {
+    fn preview_heading(&self, at: Timestamp) -> String {
         let seq = self.next_seq.load(Ordering::Relaxed);
-        let name = self.file_name.render(&self.profile, Timestamp::now(), seq);
+        let name = self.file_name.render(&self.profile, at, seq);
         let path = self.dir.join(name);
         let bom = if self.format.bom { " with BOM" } else { "" };
         let line_ends = if self.format.crlf { "CRLF" } else { "LF" };
@@ -99,12 +99,12 @@ impl CsvExporter {
         Outcome::delivered(None, path.to_string())
     }
 
-    async fn write(&self, records: &[Record]) -> Vec<Outcome> {
+    async fn write(&self, records: &[Record], at: Timestamp) -> Vec<Outcome> {
         let body = match writer::render_csv(records, &self.format) {
             Ok(body) => body,
             Err(error) => return vec![Outcome::failed(None, error.to_string()); records.len()],
         };
-        let flush = self.flush_for(body);
+        let flush = self.flush_for(body, at);
         let outcome = match tokio::task::spawn_blocking(move || flush.run()).await {
             Ok(Ok((path, seq))) => self.written(&path, seq, records.len()),
             Ok(Err(error)) => Outcome::retry(None, error.to_string()),
@@ -118,23 +118,24 @@ impl CsvExporter {
 }
 
 impl Exporter for CsvExporter {
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Vec<Outcome>> {
+    fn deliver<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Vec<Outcome>> {
         Box::pin(async move {
-            if records.is_empty() {
+            if batch.records.is_empty() {
                 return Vec::new();
             }
-            self.write(records).await
+            self.write(&batch.records, batch_time(batch)).await
         })
     }
 
-    fn preview(&self, records: &[Record]) -> String {
+    fn preview(&self, batch: &Batch) -> String {
+        let records = &batch.records;
         if records.is_empty() {
             return "no records, so no file would be written\n".to_owned();
         }
         match writer::render_csv_masked(records, &self.format) {
             Ok(body) => {
                 let text = String::from_utf8_lossy(body.strip_prefix(BOM).unwrap_or(&body));
-                format!("{}\n{text}", self.preview_heading())
+                format!("{}\n{text}", self.preview_heading(batch_time(batch)))
             }
             Err(error) => format!("no file would be written: {error}\n"),
         }
@@ -145,6 +146,11 @@ impl Exporter for CsvExporter {
             interval: self.flush_interval,
         }
     }
+}
+
+/// When the batch was formed: the `{timestamp}` of its file, the same on every retry.
+fn batch_time(batch: &Batch) -> Timestamp {
+    Timestamp::from_millisecond(batch.created_at_ms).unwrap_or_else(|_| Timestamp::now())
 }
 
 /// One flush's file, owned so it can be written on a blocking thread.

@@ -75,7 +75,7 @@ async fn writes_one_file_per_batch_with_header_and_rows() {
         record(3, "zoë@example.com", "👍 ok"),
     ];
 
-    let outcomes = target.deliver(&batch).await;
+    let outcomes = target.deliver(&batch_of(&batch)).await;
 
     assert_eq!(outcomes.len(), 3);
     let path = delivered_path(&outcomes);
@@ -104,7 +104,7 @@ async fn creates_a_missing_folder_at_the_first_flush() {
     let dir = tmp.path().join("exports").join("partials");
     let target = exporter("p", json!({"dir": dir}));
 
-    let outcomes = target.deliver(&[record(1, "a@x", "")]).await;
+    let outcomes = target.deliver(&batch_of(&[record(1, "a@x", "")])).await;
 
     let path = delivered_path(&outcomes);
     assert_eq!(path.parent().unwrap(), dir);
@@ -117,7 +117,7 @@ async fn writes_no_file_for_an_empty_batch() {
     let dir = tmp.path().join("out");
     let target = exporter("p", json!({"dir": dir}));
 
-    let outcomes = target.deliver(&[]).await;
+    let outcomes = target.deliver(&batch_of(&[])).await;
 
     assert!(outcomes.is_empty());
     assert!(!dir.exists());
@@ -132,7 +132,7 @@ async fn numbers_the_flushes_of_one_exporter() {
     );
 
     for id in 1..=3 {
-        delivered_path(&target.deliver(&[record(id, "a@x", "")]).await);
+        delivered_path(&target.deliver(&batch_of(&[record(id, "a@x", "")])).await);
     }
 
     assert_eq!(
@@ -147,8 +147,8 @@ async fn two_flushes_in_the_same_second_make_two_files() {
     let settings = json!({"dir": tmp.path(), "file_name": "{profile}_{date}.csv"});
     let target = exporter("p", settings);
 
-    let first = delivered_path(&target.deliver(&[record(1, "a@x", "")]).await);
-    let second = delivered_path(&target.deliver(&[record(2, "b@x", "")]).await);
+    let first = delivered_path(&target.deliver(&batch_of(&[record(1, "a@x", "")])).await);
+    let second = delivered_path(&target.deliver(&batch_of(&[record(2, "b@x", "")])).await);
 
     assert_ne!(first, second);
     assert_eq!(entries(tmp.path()).len(), 2);
@@ -165,9 +165,9 @@ async fn a_second_run_never_overwrites_the_files_of_a_first() {
     let first_run = exporter("p", settings.clone());
     let second_run = exporter("p", settings);
 
-    let first = delivered_path(&first_run.deliver(&[record(1, "a@x", "")]).await);
-    let second = delivered_path(&second_run.deliver(&[record(2, "b@x", "")]).await);
-    let third = delivered_path(&second_run.deliver(&[record(3, "c@x", "")]).await);
+    let first = delivered_path(&first_run.deliver(&batch_of(&[record(1, "a@x", "")])).await);
+    let second = delivered_path(&second_run.deliver(&batch_of(&[record(2, "b@x", "")])).await);
+    let third = delivered_path(&second_run.deliver(&batch_of(&[record(3, "c@x", "")])).await);
 
     assert_eq!(
         entries(tmp.path()),
@@ -187,7 +187,7 @@ async fn concurrent_flushes_each_get_their_own_file() {
     let flushes: Vec<_> = (1..=8)
         .map(|id| {
             let target = Arc::clone(&target);
-            tokio::spawn(async move { target.deliver(&[record(id, "a@x", "")]).await })
+            tokio::spawn(async move { target.deliver(&batch_of(&[record(id, "a@x", "")])).await })
         })
         .collect();
     let mut ids = Vec::new();
@@ -210,7 +210,7 @@ async fn an_unwritable_folder_gives_retries_naming_the_path_and_leaves_nothing()
     let target = exporter("p", json!({"dir": dir}));
 
     let outcomes = target
-        .deliver(&[record(1, "a@x", ""), record(2, "b@x", "")])
+        .deliver(&batch_of(&[record(1, "a@x", ""), record(2, "b@x", "")]))
         .await;
 
     assert_eq!(outcomes.len(), 2);
@@ -235,7 +235,7 @@ async fn excel_files_read_back_with_the_formula_guard() {
     );
 
     let outcomes = target
-        .deliver(&[record(1, "=HYPERLINK(\"x\")", "-5")])
+        .deliver(&batch_of(&[record(1, "=HYPERLINK(\"x\")", "-5")]))
         .await;
 
     let path = delivered_path(&outcomes);
@@ -265,8 +265,8 @@ async fn secrets_go_in_the_file_but_not_in_the_preview() {
     let mut batch = [record(1, "a@x", "api-key-123456")];
     batch[0].fields[2].secret = true;
 
-    let preview = target.preview(&batch);
-    let outcomes = target.deliver(&batch).await;
+    let preview = target.preview(&batch_of(&batch));
+    let outcomes = target.deliver(&batch_of(&batch)).await;
 
     let expected_path = tmp.path().join("p_0001.csv");
     assert!(preview.starts_with(&format!("file {} (UTF-8, LF", expected_path.display())));
@@ -286,7 +286,9 @@ async fn records_with_other_fields_fail_without_a_file() {
     let mut odd = record(2, "b@x", "");
     odd.fields.pop();
 
-    let outcomes = target.deliver(&[record(1, "a@x", ""), odd]).await;
+    let outcomes = target
+        .deliver(&batch_of(&[record(1, "a@x", ""), odd]))
+        .await;
 
     assert!(
         outcomes.iter().all(|o| o.kind == OutcomeKind::Failed),
@@ -319,4 +321,13 @@ fn build_refuses_unknown_keys_and_unusable_names() {
         &settings(json!({"dir": "out", "file_name": "{profile}"})),
     );
     assert_eq!(error.err().unwrap().key(), "file_name");
+}
+
+/// The records as one batch, as the host hands them over.
+fn batch_of(records: &[exporter_core::Record]) -> exporter_core::Batch {
+    exporter_core::Batch {
+        id: "batch-1".to_owned(),
+        created_at_ms: 1_764_000_000_000,
+        records: records.to_vec(),
+    }
 }

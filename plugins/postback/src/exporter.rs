@@ -5,7 +5,9 @@ use std::error::Error as _;
 use std::io;
 use std::time::SystemTime;
 
-use exporter_core::{Batching, BoxFuture, Exporter, Outcome, Record, Redactor, SettingsError};
+use exporter_core::{
+    Batch, Batching, BoxFuture, Exporter, Outcome, Record, Redactor, SettingsError,
+};
 use futures_util::stream::{self, StreamExt};
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use reqwest::{Client, Method, Response, redirect};
@@ -146,13 +148,14 @@ impl PostbackExporter {
 }
 
 impl Exporter for PostbackExporter {
-    fn deliver<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Vec<Outcome>> {
-        let sends = stream::iter(records).map(|record| self.send(record));
+    fn deliver<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, Vec<Outcome>> {
+        let sends = stream::iter(&batch.records).map(|record| self.send(record));
         Box::pin(sends.buffered(self.target.concurrency).collect())
     }
 
-    fn preview(&self, records: &[Record]) -> String {
-        let previews: Vec<String> = records
+    fn preview(&self, batch: &Batch) -> String {
+        let previews: Vec<String> = batch
+            .records
             .iter()
             .map(|record| {
                 let head = format!(

@@ -32,7 +32,7 @@ fn record(delivery_id: &str, fields: &[(&str, &str)]) -> Record {
 }
 
 async fn deliver_one(exporter: &dyn Exporter, fields: &[(&str, &str)]) -> Outcome {
-    let outcomes = exporter.deliver(&[record("d-1", fields)]).await;
+    let outcomes = exporter.deliver(&batch_of(&[record("d-1", fields)])).await;
     assert_eq!(outcomes.len(), 1);
     outcomes.into_iter().next().unwrap()
 }
@@ -154,9 +154,12 @@ async fn sends_the_same_idempotency_key_on_every_attempt() {
     receiver.respond("/lead", Reply::status(500));
     let exporter = exporter(&receiver.url("/lead"), json!({}));
     let batch = [record("delivery-7", &[("a", "1")])];
-    assert_eq!(exporter.deliver(&batch).await[0].kind, OutcomeKind::Retry);
     assert_eq!(
-        exporter.deliver(&batch).await[0].kind,
+        exporter.deliver(&batch_of(&batch)).await[0].kind,
+        OutcomeKind::Retry
+    );
+    assert_eq!(
+        exporter.deliver(&batch_of(&batch)).await[0].kind,
         OutcomeKind::Delivered
     );
 
@@ -290,7 +293,7 @@ async fn returns_outcomes_in_batch_order() {
         record("d-3", &[("a", "3")]),
     ];
     let kinds: Vec<_> = exporter
-        .deliver(&batch)
+        .deliver(&batch_of(&batch))
         .await
         .iter()
         .map(|o| o.kind)
@@ -320,7 +323,7 @@ async fn batch_time(concurrency: usize) -> Duration {
 
     let batch: Vec<Record> = (1..=3).map(|n| record(&format!("d-{n}"), &[])).collect();
     let started = Instant::now();
-    let outcomes = exporter.deliver(&batch).await;
+    let outcomes = exporter.deliver(&batch_of(&batch)).await;
     assert!(outcomes.iter().all(Outcome::is_delivered), "{outcomes:?}");
     started.elapsed()
 }
@@ -352,7 +355,7 @@ async fn previews_what_would_be_sent_with_secrets_masked() {
     rec.fields[0].secret = true;
     rec.fields[1].secret = true;
 
-    let preview = exporter.preview(&[rec]);
+    let preview = exporter.preview(&batch_of(&[rec]));
     let expected = format!(
         "# order A1, delivery d-9\nPOST {}\nAuthorization: ***\n\
          Content-Type: application/x-www-form-urlencoded\nIdempotency-Key: d-9\nUser-Agent: {}\n\n\
@@ -362,4 +365,13 @@ async fn previews_what_would_be_sent_with_secrets_masked() {
     );
     assert_eq!(preview, expected);
     assert!(receiver.requests().is_empty(), "a preview sends nothing");
+}
+
+/// The records as one batch, as the host hands them over.
+fn batch_of(records: &[exporter_core::Record]) -> exporter_core::Batch {
+    exporter_core::Batch {
+        id: "batch-1".to_owned(),
+        created_at_ms: 1_764_000_000_000,
+        records: records.to_vec(),
+    }
 }
