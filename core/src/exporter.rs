@@ -26,6 +26,13 @@ pub trait Exporter: Send + Sync {
     /// secret fields appear masked.
     fn preview(&self, batch: &Batch) -> String;
 
+    /// Checks that the target can be reached and written to, delivering nothing, for
+    /// `exporter check --connect`. Returns what was checked, or what failed. `None` when the
+    /// target has nothing to check.
+    fn probe(&self) -> Option<BoxFuture<'_, Result<String, String>>> {
+        None
+    }
+
     /// How the host should hand records to this target.
     fn batching(&self) -> Batching {
         Batching::Stream { max_in_flight: 16 }
