@@ -61,6 +61,25 @@ pub enum Command {
         input: String,
     },
 
+    /// Run the ingest API, the scheduler and the workers in one process.
+    ///
+    /// `POST /v1/events` takes one event, a JSON array, JSON lines or a CRM query page and
+    /// answers 202 once the events are committed; `GET /v1/events?orderId=...&customerType=...`
+    /// takes a CRM-style postback; `GET /healthz` reports whether the store answers. Requests
+    /// need `Authorization: Bearer TOKEN` when `[server] tokens` is set, which it must be to
+    /// listen beyond loopback. SIGINT or SIGTERM stops accepting, finishes what is in flight
+    /// and exits.
+    Serve {
+        /// The config file.
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// Listen here instead of `[server] listen` (port 0 picks a free port; the address
+        /// is printed on stdout).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+
     /// Validate the config and list its profiles and routes.
     Check {
         /// The config file.

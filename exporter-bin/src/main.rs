@@ -6,6 +6,7 @@ mod config;
 mod ingest;
 mod retry;
 mod route;
+mod server;
 mod store;
 mod targets;
 mod worker;

@@ -20,7 +20,7 @@ use exporter_core::mapping::render;
 use exporter_core::route::any_matches;
 use exporter_core::{Batch, Batching, OrderEvent, Outcome, OutcomeKind, Record, Redactor};
 use futures_util::FutureExt;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
@@ -60,6 +60,8 @@ pub struct Engine {
     store: Arc<Mutex<SqliteStore>>,
     config: Arc<Config>,
     counts: Arc<Mutex<BTreeMap<String, RunCounts>>>,
+    /// Signalled when new deliveries were committed, so idle workers look at once.
+    wake: Arc<Notify>,
 }
 
 /// Whether workers stop when nothing is due or keep waiting for work.
@@ -76,7 +78,13 @@ impl Engine {
             store,
             config,
             counts: Arc::default(),
+            wake: Arc::default(),
         }
+    }
+
+    /// Tells idle workers that new deliveries may be due.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
     }
 
     /// What this engine has done so far, per profile.
@@ -191,9 +199,14 @@ impl Engine {
                 if matches!(mode, Mode::Once(_)) {
                     return Ok(());
                 }
+                // Listen before looking, so a commit between the two is not missed.
+                let woken = self.wake.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
                 let wait = self.idle_wait(profile).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    _ = woken => {}
                     _ = shutdown.changed() => {}
                 }
             },

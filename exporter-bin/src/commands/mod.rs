@@ -3,6 +3,7 @@
 mod check;
 mod preview;
 mod run;
+mod serve;
 mod summary;
 
 use std::path::Path;
@@ -26,6 +27,12 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(CONFIG_ERROR));
             };
             run::run(config, &input, once)
+        }
+        Command::Serve { config, listen } => {
+            let Some(config) = load(&config) else {
+                return Ok(ExitCode::from(CONFIG_ERROR));
+            };
+            serve::serve(config, listen)
         }
         Command::Preview {
             config,

@@ -73,7 +73,7 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM.
-async fn stop_signal() {
+pub(super) async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
@@ -83,7 +83,7 @@ async fn stop_signal() {
 }
 
 /// Pending deliveries of a profile the config no longer has stay in the store, untouched.
-fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
+pub(super) fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
     let Ok(names) = store.pending_profiles() else {
         return;
     };

@@ -8,6 +8,7 @@
 
 mod locate;
 mod profile;
+mod server;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use exporter_core::Redactor;
 use serde_json::{Map, Value};
 
 pub use profile::Profile;
+pub use server::ServerConfig;
 
 /// A loaded and validated config.
 pub struct Config {
@@ -27,6 +29,8 @@ pub struct Config {
     pub test_cards: Vec<String>,
     /// Export profiles, in file order.
     pub profiles: Vec<Profile>,
+    /// The ingest API of `exporter serve`.
+    pub server: ServerConfig,
     /// Every secret the config resolved, for masking text shown to people.
     pub redactor: Redactor,
 }
@@ -128,7 +132,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Keys allowed at the top of the file.
-const TOP_KEYS: &[&str] = &["store", "test_cards", "profile"];
+const TOP_KEYS: &[&str] = &["store", "test_cards", "server", "profile"];
 
 /// Collects problems while reading one file.
 struct Loader<'a> {
@@ -145,6 +149,7 @@ impl Loader<'_> {
             store: StoreLocation::Sqlite(PathBuf::from("exporter.db")),
             test_cards: Vec::new(),
             profiles: Vec::new(),
+            server: ServerConfig::default(),
             redactor: Redactor::default(),
         };
         let table = match self.text.parse::<toml::Table>() {
@@ -171,6 +176,9 @@ impl Loader<'_> {
         }
         if let Some(store) = top.remove("store") {
             config.store = self.store(store);
+        }
+        if let Some(server) = top.remove("server") {
+            config.server = self.server(server);
         }
         if let Some(cards) = top.remove("test_cards") {
             config.test_cards = self.test_cards(cards);

@@ -82,14 +82,27 @@ pub enum InputError {
 /// why that item is unreadable. Stops early when `each` returns an error.
 pub fn read<E>(
     input: &Input,
-    mut each: impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
+    each: impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
 ) -> Result<Result<(), E>, InputError> {
     let name = input.name();
+    let reader = input.open().map_err(|source| InputError::Io {
+        input: name.clone(),
+        source,
+    })?;
+    read_from(reader, &name, each)
+}
+
+/// Like [`read`], from any reader; `name` names it in messages.
+pub fn read_from<E>(
+    mut reader: Box<dyn BufRead + '_>,
+    name: &str,
+    mut each: impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
+) -> Result<Result<(), E>, InputError> {
+    let name = name.to_owned();
     let io_error = |source| InputError::Io {
         input: name.clone(),
         source,
     };
-    let mut reader = input.open().map_err(io_error)?;
     skip_bom_and_space(&mut reader).map_err(io_error)?;
     let first = reader.fill_buf().map_err(io_error)?.first().copied();
     match first {
@@ -103,7 +116,7 @@ pub fn read<E>(
 }
 
 fn read_lines<E>(
-    reader: &mut Box<dyn BufRead>,
+    reader: &mut Box<dyn BufRead + '_>,
     name: &str,
     each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
 ) -> Result<Result<(), E>, InputError> {
@@ -241,7 +254,7 @@ fn page_data(
     }
 }
 
-fn read_document(reader: &mut Box<dyn BufRead>, name: &str) -> Result<Value, InputError> {
+fn read_document(reader: &mut Box<dyn BufRead + '_>, name: &str) -> Result<Value, InputError> {
     let mut bytes = Vec::new();
     reader
         .read_to_end(&mut bytes)
@@ -259,7 +272,7 @@ fn parse_document(bytes: &[u8], name: &str) -> Result<Value, InputError> {
     })
 }
 
-fn skip_bom_and_space(reader: &mut Box<dyn BufRead>) -> io::Result<()> {
+fn skip_bom_and_space(reader: &mut Box<dyn BufRead + '_>) -> io::Result<()> {
     let buf = reader.fill_buf()?;
     if buf.starts_with(b"\xEF\xBB\xBF") {
         reader.consume(3);

@@ -143,7 +143,61 @@ impl Importer<'_> {
     }
 }
 
-fn count(stats: &mut ImportStats, event: &NewEvent, result: Imported) {
+/// An item of a request that is not a valid order event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejected {
+    /// The item's place in the request, from 0.
+    pub index: usize,
+    /// Where it was: `line 3` or `item 3`.
+    pub at: String,
+    pub reason: String,
+}
+
+/// A request body checked and routed, ready to commit.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub events: Vec<NewEvent>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Why a request body was refused whole.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("the request holds more than {limit} events; send them in smaller batches")]
+    TooMany { limit: usize },
+}
+
+/// Reads, validates and routes every event of a request body: JSON, a JSON array, JSON
+/// lines or a query page.
+pub fn plan_body(config: &Config, body: &[u8], limit: usize) -> Result<Planned, PlanError> {
+    let mut planned = Planned::default();
+    let mut index = 0;
+    let received_at = now_ms();
+    let read = input::read_from(Box::new(body), "request body", |position, item| {
+        if index >= limit {
+            return Err(PlanError::TooMany { limit });
+        }
+        match item.and_then(|value| OrderEvent::from_value(value).map_err(|e| e.to_string())) {
+            Ok(event) => planned
+                .events
+                .push(route::plan(config, &event, received_at)),
+            Err(reason) => planned.rejected.push(Rejected {
+                index,
+                at: position.to_string(),
+                reason,
+            }),
+        }
+        index += 1;
+        Ok(())
+    })?;
+    read?;
+    Ok(planned)
+}
+
+/// Adds one committed event to the counts.
+pub fn count(stats: &mut ImportStats, event: &NewEvent, result: Imported) {
     if result == Imported::Duplicate {
         stats.duplicates += 1;
         return;

@@ -22,6 +22,7 @@
 //!   order to the same profile is still pending, so targets see an order's events in arrival
 //!   order.
 
+mod ingest_keys;
 mod schema;
 mod sqlite;
 

@@ -1,7 +1,8 @@
 //! The SQLite schema and its migrations, numbered by `PRAGMA user_version`.
 
 /// Each entry upgrades the schema from its index to the next version. Version 2 pins the
-/// deliveries of a batch target's batch together, so a failed batch is retried whole.
+/// deliveries of a batch target's batch together, so a failed batch is retried whole. Version 3
+/// keeps the answer given to each `Idempotency-Key` of the ingest API.
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE events (
@@ -51,5 +52,12 @@ ALTER TABLE deliveries ADD COLUMN batch_id TEXT;
 ALTER TABLE deliveries ADD COLUMN batch_at INTEGER;
 CREATE INDEX deliveries_batch ON deliveries (profile, batch_id)
     WHERE state = 'pending' AND batch_id IS NOT NULL;
+"#,
+    r#"
+CREATE TABLE ingest_keys (
+    key        TEXT    PRIMARY KEY,
+    response   TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
 "#,
 ];

@@ -46,8 +46,8 @@ pub enum StoreError {
 
 /// The embedded store.
 pub struct SqliteStore {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
     /// Held while this process works the queue; released on drop.
     _worker_lock: Option<File>,
 }
@@ -209,12 +209,12 @@ impl SqliteStore {
         queue_state(&self.conn, profile).map_err(|e| self.sql(e))
     }
 
-    fn sql(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn sql(&self, source: rusqlite::Error) -> StoreError {
         sql(&self.path, source)
     }
 }
 
-fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+pub(super) fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
     StoreError::Sql {
         path: path.to_owned(),
         source,

@@ -1,0 +1,168 @@
+//! `POST /v1/events` and the CRM-style `GET /v1/events?orderId=...`.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tracing::{debug, warn};
+
+use super::{AppState, error_body};
+use crate::ingest::{self, ImportStats, PlanError, Planned, Rejected};
+use crate::store::Imported;
+
+/// The answer to an accepted request.
+#[derive(Debug, Serialize)]
+struct Accepted {
+    /// Events newly stored (test orders and unmatched ones included).
+    accepted: u64,
+    /// Of those, test orders: counted, never sent.
+    test_orders: u64,
+    /// Of those, events that matched no profile.
+    unmatched: u64,
+    /// Events the store already had (same order, trigger and `dateUpdated`); not stored again.
+    duplicates: u64,
+    /// Items that are not valid order events, by position; the others were accepted.
+    rejected: Vec<Rejected>,
+}
+
+/// Accepts one event, a JSON array, JSON lines or a query page.
+pub async fn post_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(key) = &key {
+        match state.find_response(key.clone()).await {
+            Ok(Some(saved)) => return replayed(saved),
+            Ok(None) => {}
+            Err(response) => return response,
+        }
+    }
+    let limit = state.config.server.max_body_bytes;
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        let message = format!(
+            "the request body is larger than the limit of {limit} bytes; send smaller batches"
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&message)).into_response();
+    };
+    let config = state.config.clone();
+    let max = config.server.max_batch_events;
+    let planned = match tokio::task::spawn_blocking(move || ingest::plan_body(&config, &bytes, max))
+        .await
+    {
+        Ok(Ok(planned)) => planned,
+        Ok(Err(PlanError::TooMany { limit })) => {
+            let message =
+                format!("the request holds more than {limit} events; send them in smaller batches");
+            return (StatusCode::BAD_REQUEST, error_body(&message)).into_response();
+        }
+        Ok(Err(PlanError::Input(error))) => {
+            return (StatusCode::BAD_REQUEST, error_body(&error.to_string())).into_response();
+        }
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body("reading the request failed"),
+            )
+                .into_response();
+        }
+    };
+    accept(&state, planned, key).await
+}
+
+/// Builds one event from the query string, as a CRM export profile sends a postback.
+pub async fn get_event(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let mut event = Map::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        event.insert(name.into_owned(), Value::String(value.into_owned()));
+    }
+    let body = serde_json::to_vec(&Value::Object(event)).expect("a map serializes");
+    let config = state.config.clone();
+    match ingest::plan_body(&config, &body, 1) {
+        Ok(planned) => accept(&state, planned, None).await,
+        Err(error) => (StatusCode::BAD_REQUEST, error_body(&error.to_string())).into_response(),
+    }
+}
+
+/// Commits the planned events and answers with what happened to them.
+async fn accept(state: &AppState, planned: Planned, key: Option<String>) -> Response {
+    let Planned { events, rejected } = planned;
+    if events.is_empty() && !rejected.is_empty() {
+        let body = Accepted {
+            accepted: 0,
+            test_orders: 0,
+            unmatched: 0,
+            duplicates: 0,
+            rejected,
+        };
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    let test_flags: Vec<bool> = events.iter().map(|e| e.test_order).collect();
+    let mut stats = ImportStats::default();
+    let results = match state.committer.commit(events.clone()).await {
+        Ok(results) => results,
+        Err(reason) => {
+            let message =
+                format!("the events could not be stored, and none of them was accepted: {reason}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                error_body(&message),
+            )
+                .into_response();
+        }
+    };
+    let mut test_orders = 0;
+    for ((event, result), test) in events.iter().zip(&results).zip(test_flags) {
+        ingest::count(&mut stats, event, *result);
+        if test && *result == Imported::Stored {
+            test_orders += 1;
+        }
+    }
+    for item in &rejected {
+        warn!(index = item.index, at = %item.at, reason = %item.reason, "rejected an item of an ingest request");
+    }
+    let answer = Accepted {
+        accepted: stats.stored,
+        test_orders,
+        unmatched: stats.unmatched,
+        duplicates: stats.duplicates,
+        rejected,
+    };
+    debug!(
+        accepted = answer.accepted,
+        duplicates = answer.duplicates,
+        rejected = answer.rejected.len(),
+        "ingest request committed"
+    );
+    let text = serde_json::to_string(&answer).expect("the answer serializes");
+    let saved = match key {
+        Some(key) => state.save_response(key, text.clone()).await.is_ok(),
+        None => true,
+    };
+    if !saved {
+        warn!(
+            "could not save the answer to an Idempotency-Key; a re-send is still deduplicated by its events"
+        );
+    }
+    json_response(StatusCode::ACCEPTED, text)
+}
+
+fn replayed(saved: String) -> Response {
+    let mut response = json_response(StatusCode::ACCEPTED, saved);
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+fn json_response(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}

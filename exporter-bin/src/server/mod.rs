@@ -1,0 +1,120 @@
+//! The HTTP API of `exporter serve`: ingest, health and readiness of the store.
+//!
+//! An event is answered 202 only after the transaction holding it has committed (see
+//! [`commit`]); a request the store cannot take is answered 503 and nothing of it is kept.
+
+mod auth;
+mod commit;
+mod ingest;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::store::{SqliteStore, StoreError, now_ms};
+use crate::worker::Engine;
+pub use commit::Committer;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<Mutex<SqliteStore>>,
+    pub committer: Committer,
+}
+
+impl AppState {
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Response> {
+        let store = self.store.clone();
+        let result =
+            tokio::task::spawn_blocking(move || work(&mut store.lock().expect("store lock"))).await;
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_body(&error.to_string()),
+            )
+                .into_response()),
+            Err(_) => Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body("store task failed"),
+            )
+                .into_response()),
+        }
+    }
+
+    async fn find_response(&self, key: String) -> Result<Option<String>, Response> {
+        self.with_store(move |store| store.find_response(&key))
+            .await
+    }
+
+    async fn save_response(&self, key: String, text: String) -> Result<(), Response> {
+        self.with_store(move |store| store.save_response(&key, &text, now_ms()))
+            .await
+    }
+}
+
+/// The routes of the API.
+pub fn router(state: AppState) -> Router {
+    let events = Router::new()
+        .route(
+            "/v1/events",
+            get(ingest::get_event).post(ingest::post_events),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .merge(events)
+        .route("/healthz", get(healthz))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` turns true, then lets requests in flight
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// Starts the group committer; each commit wakes the workers.
+pub fn committer(store: Arc<Mutex<SqliteStore>>, engine: &Engine) -> Committer {
+    let engine = engine.clone();
+    Committer::start(store, move || engine.wake())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.with_store(|store| store.ping()).await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok", "store": "ok"})),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// A JSON error answer: `{"error": "..."}`.
+pub fn error_body(message: &str) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "error": message }))
+}

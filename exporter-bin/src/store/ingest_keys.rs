@@ -1,0 +1,43 @@
+//! Answers given to requests with an `Idempotency-Key`, so a client that sends the same request
+//! again gets the same answer and creates nothing new.
+//!
+//! The key is saved after the request's events have committed. A crash between the two loses
+//! only the saved answer: a re-sent request is then imported again, and every event in it is
+//! recognised as a duplicate, so it still creates no deliveries.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStore, StoreError};
+
+impl SqliteStore {
+    /// The answer saved for `key`, if any.
+    pub fn find_response(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT response FROM ingest_keys WHERE key = ?1",
+                [key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Saves the answer given to `key`; the first answer saved wins.
+    pub fn save_response(&mut self, key: &str, response: &str, at: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO ingest_keys (key, response, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO NOTHING",
+                params![key, response, at],
+            )
+            .map(drop)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Checks that the store answers a query.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(|e| self.sql(e))
+    }
+}
