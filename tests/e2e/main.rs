@@ -5,3 +5,4 @@ mod commands;
 // Not every test uses every helper of the harness.
 #[allow(dead_code)]
 mod harness;
+mod serve;
