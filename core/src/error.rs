@@ -63,15 +63,39 @@ pub enum SettingsError {
     /// A key holds a value the target cannot use.
     #[error("key `{key}`: {message}")]
     Invalid { key: String, message: String },
+
+    /// More than one of the above, so one run reports them all.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<SettingsError>),
 }
 
 impl SettingsError {
-    /// The setting this error is about.
+    /// The setting this error is about (the first one's, for [`SettingsError::Several`]).
     pub fn key(&self) -> &str {
         match self {
             SettingsError::UnknownKey { key, .. }
             | SettingsError::MissingKey { key }
             | SettingsError::Invalid { key, .. } => key,
+            SettingsError::Several(errors) => errors.first().map_or("", SettingsError::key),
+        }
+    }
+
+    /// One error for a list of them: `None` when the list is empty.
+    pub fn from_all(mut errors: Vec<SettingsError>) -> Option<SettingsError> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(SettingsError::Several(errors)),
+        }
+    }
+
+    /// Every single error this one holds.
+    pub fn into_list(self) -> Vec<SettingsError> {
+        match self {
+            SettingsError::Several(errors) => {
+                errors.into_iter().flat_map(Self::into_list).collect()
+            }
+            single => vec![single],
         }
     }
 

@@ -21,5 +21,5 @@ pub use mapping::{Mapping, MappingSource};
 pub use record::{Batch, Field, Record};
 pub use redact::Redactor;
 pub use route::Route;
-pub use settings::parse_settings;
+pub use settings::{parse_settings, parse_settings_partial};
 pub use trigger::Trigger;

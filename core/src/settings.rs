@@ -11,32 +11,72 @@ use crate::error::SettingsError;
 /// Deserializes a target's settings struct `T` from the profile's target keys.
 ///
 /// `T` must be a plain struct with named fields (no `flatten`), so its keys can be listed.
+/// Every unknown key is reported, together with a value error of the known ones.
 pub fn parse_settings<T: DeserializeOwned>(
     settings: &Map<String, Value>,
 ) -> Result<T, SettingsError> {
+    match parse_settings_partial(settings) {
+        (Some(value), problems) if problems.is_empty() => Ok(value),
+        (_, problems) => Err(SettingsError::from_all(problems).expect("a problem was found")),
+    }
+}
+
+/// Like [`parse_settings`], but also returns the settings when only unknown keys are wrong,
+/// so a target can go on checking values and report every problem in one run.
+pub fn parse_settings_partial<T: DeserializeOwned>(
+    settings: &Map<String, Value>,
+) -> (Option<T>, Vec<SettingsError>) {
     let expected = field_names::<T>();
-    if let Some(key) = settings
-        .keys()
-        .find(|key| !expected.contains(&key.as_str()))
-    {
+    let mut known = Map::new();
+    let mut problems = Vec::new();
+    for (key, value) in settings {
+        if expected.contains(&key.as_str()) {
+            known.insert(key.clone(), value.clone());
+            continue;
+        }
         let mut expected: Vec<String> = expected.iter().map(|k| (*k).to_owned()).collect();
         expected.sort();
-        return Err(SettingsError::UnknownKey {
+        problems.push(SettingsError::UnknownKey {
             key: key.clone(),
             expected,
         });
     }
-    let value = Value::Object(settings.clone());
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let key = error.path().to_string();
-        let message = error.into_inner().to_string();
-        match message.strip_prefix("missing field `") {
-            Some(rest) if key == "." => SettingsError::MissingKey {
-                key: rest.trim_end_matches('`').to_owned(),
-            },
-            _ => SettingsError::Invalid { key, message },
+    match serde_path_to_error::deserialize(Value::Object(known)) {
+        Ok(value) => (Some(value), problems),
+        Err(error) => {
+            let key = error.path().to_string();
+            let message = plain_types(&error.into_inner().to_string());
+            problems.push(match message.strip_prefix("missing field `") {
+                Some(rest) if key == "." => SettingsError::MissingKey {
+                    key: rest.trim_end_matches('`').to_owned(),
+                },
+                _ => SettingsError::Invalid { key, message },
+            });
+            (None, problems)
         }
-    })
+    }
+}
+
+/// Serde names Rust types in its messages (`expected f64`); operators write TOML.
+fn plain_types(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number of 0 or more"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a table"),
+        ("expected a string", "expected text"),
+    ];
+    let mut message = message.to_owned();
+    for (rust, plain) in WORDS {
+        message = message.replace(rust, plain);
+    }
+    message
 }
 
 /// The field names a derived `Deserialize` struct declares.
@@ -149,6 +189,9 @@ mod tests {
         let error =
             parse_settings::<Example>(&map(json!({"url": "x", "timeout_secs": "5"}))).unwrap_err();
         assert_eq!(error.key(), "timeout_secs");
-        assert!(error.to_string().contains("expected u64"), "{error}");
+        assert!(
+            error.to_string().contains("expected a whole number"),
+            "{error}"
+        );
     }
 }

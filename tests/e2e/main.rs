@@ -2,7 +2,9 @@
 //! on 127.0.0.1 and real folders.
 
 mod commands;
+mod delivery;
 // Not every test uses every helper of the harness.
 #[allow(dead_code)]
 mod harness;
+mod input;
 mod serve;

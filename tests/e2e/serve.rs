@@ -7,7 +7,7 @@ use std::time::Duration;
 use exporter_test_support::Receiver;
 use serde_json::{Value, json};
 
-use crate::harness::{Scratch, orders_file, text};
+use crate::harness::{Scratch, query_page_file, text};
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -143,8 +143,7 @@ async fn accepts_one_event_an_array_json_lines_and_a_query_page() {
         event("C1", "Full Refund"),
         event("C2", "Decline")
     );
-    let page = std::fs::read(orders_file().with_file_name("orders-query-page.json"))
-        .unwrap_or_else(|_| br#"{"result":"SUCCESS","message":{"data":[]}}"#.to_vec());
+    let page = std::fs::read(query_page_file(&scratch)).unwrap();
     let page_events = serde_json::from_slice::<Value>(&page).unwrap()["message"]["data"]
         .as_array()
         .unwrap()

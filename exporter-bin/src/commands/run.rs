@@ -15,6 +15,13 @@ use crate::worker::Engine;
 
 /// Imports every input, then delivers what is due: once, or until interrupted.
 pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<ExitCode> {
+    let inputs: Vec<Input> = inputs.iter().map(|arg| Input::parse(arg)).collect();
+    for input in &inputs {
+        if let Input::File(path) = input {
+            // Refuse a missing input before the store is created or touched.
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        }
+    }
     let StoreLocation::Sqlite(path) = &config.store;
     let mut store = SqliteStore::open(path)?;
     let released = store.lock_for_work()?;
@@ -26,7 +33,6 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
     }
     warn_about_unknown_profiles(&config, &store);
 
-    let inputs: Vec<Input> = inputs.iter().map(|arg| Input::parse(arg)).collect();
     let stats = if inputs.is_empty() {
         ImportStats::default()
     } else {

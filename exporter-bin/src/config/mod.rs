@@ -65,6 +65,7 @@ impl Config {
         } else {
             // A target may quote a setting in its message; the setting may be a secret.
             let mut problems = loader.problems;
+            problems.sort_by_key(|problem| problem.line.unwrap_or(0));
             for problem in &mut problems {
                 problem.message = config.redactor.redact(&problem.message).into_owned();
             }
@@ -202,26 +203,35 @@ impl Loader<'_> {
                 "no [[profile]] defined; see the example config".into(),
             );
         }
+        let mut seen: Vec<(String, usize)> = Vec::new();
         for (index, profile) in profiles.into_iter().enumerate() {
+            let name = profile.get("name").and_then(Value::as_str).map(str::trim);
+            if let Some(name) = name.filter(|name| !name.is_empty()) {
+                if let Some((_, first)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    self.duplicate_name(name, *first, index);
+                    continue;
+                }
+                seen.push((name.to_owned(), index));
+            }
             if let Some(profile) = self.profile(index, profile) {
-                self.add_profile(&mut config.profiles, profile, index);
+                config.profiles.push(profile);
             }
         }
         config.redactor = std::mem::take(&mut self.redactor);
         config
     }
 
-    fn add_profile(&mut self, profiles: &mut Vec<Profile>, profile: Profile, index: usize) {
-        let duplicate = profiles
-            .iter()
-            .any(|p| p.name.eq_ignore_ascii_case(&profile.name));
-        if duplicate {
-            let message = "profile names must be unique (ignoring case)".to_owned();
-            let path = format!("profile[{index}].name");
-            self.problem_at(&path, Some(profile.name), message);
-        } else {
-            profiles.push(profile);
-        }
+    fn duplicate_name(&mut self, name: &str, first: usize, index: usize) {
+        let first_line =
+            locate::line_of(self.text, &locate::parse_path(&format!("profile[{first}]")));
+        let at = first_line
+            .map(|line| format!(" (line {line})"))
+            .unwrap_or_default();
+        let message = format!(
+            "another profile{at} already has this name; profile names must be unique, ignoring case"
+        );
+        let path = format!("profile[{index}].name");
+        self.problem_at(&path, Some(name.to_owned()), message);
     }
 
     fn store(&mut self, store: Value) -> StoreLocation {

@@ -65,6 +65,26 @@ const HOST_KEYS: &[&str] = &[
     "retry_max_secs",
 ];
 
+/// A host key's problem, with an example of a correct value.
+fn host_key_problem(error: &SettingsError) -> At {
+    let key = error.key();
+    let example = match key {
+        "name" => "a name, such as `name = \"Refunds sheet\"`",
+        "type" => "an export type, such as `type = \"postback\"`",
+        "delay_minutes" => "a number of minutes, such as `delay_minutes = 15`",
+        "max_attempts" => "a whole number of attempts, such as `max_attempts = 10`",
+        "recheck" => "true or false, such as `recheck = false`",
+        "retry_initial_secs" => "a number of seconds, such as `retry_initial_secs = 30`",
+        "retry_max_secs" => "a number of seconds, such as `retry_max_secs = 900`",
+        "routes" => "a list of routes, such as `routes = [ { triggers = [\"New Sale\"] } ]`",
+        "mappings" => {
+            "a list of mappings, such as `mappings = [ { name = \"order_id\", field = \"orderId\" } ]`"
+        }
+        _ => return At::new(key, error.to_string()),
+    };
+    At::new(key, format!("{error}; `{key}` is {example}"))
+}
+
 fn yes() -> bool {
     true
 }
@@ -142,7 +162,8 @@ impl Loader<'_> {
         let keys = match parse_settings::<ProfileKeys>(&host) {
             Ok(keys) => keys,
             Err(error) => {
-                problems.push(At::new(error.key(), error.to_string()));
+                problems.push(host_key_problem(&error));
+                self.check_rest(&host, &mut settings, problems);
                 return None;
             }
         };
@@ -154,13 +175,7 @@ impl Loader<'_> {
         let mappings = self.mappings(&keys.mappings, problems);
         let retry = retry_policy(&keys, problems);
         let delay = minutes(keys.delay_minutes, "delay_minutes", problems);
-        let exporter = match self.resolve_settings(&mut settings) {
-            Ok(()) => build_target(&name, &keys.target_type, &settings, problems),
-            Err((path, message)) => {
-                problems.push(At::new(path, message));
-                None
-            }
-        };
+        let exporter = self.target(&name, &keys.target_type, &mut settings, problems);
         if !problems.is_empty() {
             return None;
         }
@@ -174,6 +189,43 @@ impl Loader<'_> {
             retry: retry?,
             exporter: exporter?,
         })
+    }
+
+    /// Resolves `env:` in the target keys and builds the target.
+    fn target(
+        &mut self,
+        name: &str,
+        target_type: &str,
+        settings: &mut Map<String, Value>,
+        problems: &mut Vec<At>,
+    ) -> Option<Arc<dyn Exporter>> {
+        match self.resolve_settings(settings) {
+            Ok(()) => build_target(name, target_type, settings, problems),
+            Err((path, message)) => {
+                problems.push(At::new(path.clone(), format!("`{path}`: {message}")));
+                None
+            }
+        }
+    }
+
+    /// Checks the routes, mappings and target of a profile whose host keys are wrong, so one
+    /// run reports as many problems as it can.
+    fn check_rest(
+        &mut self,
+        host: &Map<String, Value>,
+        settings: &mut Map<String, Value>,
+        problems: &mut Vec<At>,
+    ) {
+        if let Some(Value::Array(list)) = host.get("routes") {
+            routes(list, problems);
+        }
+        if let Some(Value::Array(list)) = host.get("mappings") {
+            self.mappings(list, problems);
+        }
+        let name = host.get("name").and_then(Value::as_str).unwrap_or_default();
+        if let Some(Value::String(target_type)) = host.get("type") {
+            self.target(name, target_type, settings, problems);
+        }
     }
 
     fn mappings(&mut self, list: &[Value], problems: &mut Vec<At>) -> Vec<Mapping> {
@@ -405,21 +457,21 @@ fn build_target(
         ));
         return None;
     };
-    match build(profile, settings) {
-        Ok(exporter) => Some(Arc::from(exporter)),
-        Err(SettingsError::UnknownKey { key, mut expected }) => {
-            expected.extend(HOST_KEYS.iter().map(|k| (*k).to_owned()));
-            expected.sort();
-            let error = SettingsError::UnknownKey {
-                key: key.clone(),
-                expected,
-            };
-            problems.push(At::new(key, error.to_string()));
-            None
-        }
-        Err(error) => {
-            problems.push(At::new(error.key(), error.to_string()));
-            None
-        }
+    let errors = match build(profile, settings) {
+        Ok(exporter) => return Some(Arc::from(exporter)),
+        Err(error) => error.into_list(),
+    };
+    for error in errors {
+        let error = match error {
+            // The profile also takes the host's keys; list them too.
+            SettingsError::UnknownKey { key, mut expected } => {
+                expected.extend(HOST_KEYS.iter().map(|k| (*k).to_owned()));
+                expected.sort();
+                SettingsError::UnknownKey { key, expected }
+            }
+            other => other,
+        };
+        problems.push(At::new(error.key().to_owned(), error.to_string()));
     }
+    None
 }

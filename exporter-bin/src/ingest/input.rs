@@ -51,6 +51,8 @@ impl Input {
 pub enum Position {
     Line(usize),
     Item(usize),
+    /// An item of an array or page written on one line.
+    LineItem(usize, usize),
 }
 
 impl std::fmt::Display for Position {
@@ -58,6 +60,7 @@ impl std::fmt::Display for Position {
         match self {
             Position::Line(n) => write!(f, "line {n}"),
             Position::Item(n) => write!(f, "item {n}"),
+            Position::LineItem(line, n) => write!(f, "line {line} item {n}"),
         }
     }
 }
@@ -65,13 +68,13 @@ impl std::fmt::Display for Position {
 /// Why a whole input could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot read {input}: {source}")]
-    Io { input: String, source: io::Error },
+    #[error("cannot read {input}: {error}")]
+    Io { input: String, error: io::Error },
 
-    #[error("{input} is not valid JSON: {source}")]
+    #[error("{input} is not valid JSON: {error}")]
     Json {
         input: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 
     #[error("{input}: {message}")]
@@ -85,110 +88,184 @@ pub fn read<E>(
     each: impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
 ) -> Result<Result<(), E>, InputError> {
     let name = input.name();
-    let reader = input.open().map_err(|source| InputError::Io {
+    let reader = input.open().map_err(|error| InputError::Io {
         input: name.clone(),
-        source,
+        error,
     })?;
     read_from(reader, &name, each)
 }
 
 /// Like [`read`], from any reader; `name` names it in messages.
+///
+/// The format is told from the content: when the first line is a JSON value on its own, the
+/// input is JSON lines (a line holding an array or a query page gives its events); otherwise
+/// the whole input is one JSON document (a pretty-printed array, page or object). A first line
+/// that is broken JSON, followed by lines that parse on their own, is a JSON lines file with a
+/// bad first line.
 pub fn read_from<E>(
     mut reader: Box<dyn BufRead + '_>,
     name: &str,
     mut each: impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
 ) -> Result<Result<(), E>, InputError> {
-    let name = name.to_owned();
-    let io_error = |source| InputError::Io {
-        input: name.clone(),
-        source,
+    let io_error = |error| InputError::Io {
+        input: name.to_owned(),
+        error,
     };
     skip_bom_and_space(&mut reader).map_err(io_error)?;
-    let first = reader.fill_buf().map_err(io_error)?.first().copied();
-    match first {
-        None => Ok(Ok(())),
-        Some(b'[') => {
-            let value = read_document(&mut reader, &name)?;
-            Ok(each_item(value, &name, &mut each)?)
+    let mut lines = Lines {
+        reader,
+        name,
+        number: 0,
+        document_allowed: true,
+    };
+    lines.read(&mut each)
+}
+
+/// Reads an input line by line.
+struct Lines<'a, 'r> {
+    reader: Box<dyn BufRead + 'r>,
+    name: &'a str,
+    /// The number of the last line read.
+    number: usize,
+    /// Whether a first line that does not parse may start a multi-line document.
+    document_allowed: bool,
+}
+
+impl Lines<'_, '_> {
+    fn read<E>(
+        &mut self,
+        each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, InputError> {
+        let name = self.name;
+        let io_error = |error| InputError::Io {
+            input: name.to_owned(),
+            error,
+        };
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            let read = self
+                .reader
+                .by_ref()
+                .take(limit)
+                .read_until(b'\n', &mut line);
+            if read.map_err(io_error)? == 0 {
+                return Ok(Ok(()));
+            }
+            self.number += 1;
+            let number = self.number;
+            let item = match parse_line(&line) {
+                Line::Blank => continue,
+                Line::TooLong => {
+                    self.reader.skip_until(b'\n').map_err(io_error)?;
+                    Err(format!("line is longer than {} MiB", MAX_LINE_BYTES >> 20))
+                }
+                Line::Value(value) if is_page(&value) || value.is_array() => {
+                    match each_item(value, name, Some(number), each)? {
+                        Ok(()) => continue,
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                Line::Value(value) => Ok(value),
+                Line::Invalid(_) if number == 1 && self.document_allowed => {
+                    return self.document_or_lines(line, each);
+                }
+                Line::Invalid(reason) => Err(reason),
+            };
+            if let Err(e) = each(Position::Line(number), item) {
+                return Ok(Err(e));
+            }
         }
-        Some(_) => read_lines(&mut reader, &name, &mut each),
+    }
+
+    /// The first line is not JSON on its own: read everything and parse it as one document,
+    /// unless the lines after it parse on their own, which makes it JSON lines with a bad first
+    /// line.
+    fn document_or_lines<E>(
+        &mut self,
+        first: Vec<u8>,
+        each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, InputError> {
+        let name = self.name;
+        let mut all = first;
+        let first_len = all.len();
+        self.reader
+            .read_to_end(&mut all)
+            .map_err(|error| InputError::Io {
+                input: name.to_owned(),
+                error,
+            })?;
+        let document = match serde_json::from_slice::<Value>(&all) {
+            Ok(value) => return each_item(value, name, None, each),
+            Err(error) => error,
+        };
+        if !later_lines_parse(&all[first_len..]) {
+            return Err(InputError::Json {
+                input: name.to_owned(),
+                error: document,
+            });
+        }
+        let Line::Invalid(reason) = parse_line(&all[..first_len]) else {
+            unreachable!("the first line did not parse before")
+        };
+        if let Err(e) = each(Position::Line(1), Err(reason)) {
+            return Ok(Err(e));
+        }
+        let rest = all.split_off(first_len);
+        let mut lines = Lines {
+            reader: Box::new(std::io::Cursor::new(rest)),
+            name,
+            number: 1,
+            document_allowed: false,
+        };
+        lines.read(each)
     }
 }
 
-fn read_lines<E>(
-    reader: &mut Box<dyn BufRead + '_>,
-    name: &str,
-    each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
-) -> Result<Result<(), E>, InputError> {
-    let io_error = |source| InputError::Io {
-        input: name.to_owned(),
-        source,
-    };
-    let mut line = Vec::new();
-    let mut number = 0;
-    loop {
-        line.clear();
-        let read = reader
-            .by_ref()
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line);
-        if read.map_err(io_error)? == 0 {
-            return Ok(Ok(()));
-        }
-        number += 1;
-        if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
-            reader.skip_until(b'\n').map_err(io_error)?;
-            let message = format!("line is longer than {} MiB", MAX_LINE_BYTES >> 20);
-            if let Err(e) = each(Position::Line(number), Err(message)) {
-                return Ok(Err(e));
-            }
-            continue;
-        }
-        let text = match std::str::from_utf8(&line) {
-            Ok(text) => text.trim(),
-            Err(error) => {
-                let message = format!("not valid UTF-8 (byte {})", error.valid_up_to() + 1);
-                if let Err(e) = each(Position::Line(number), Err(message)) {
-                    return Ok(Err(e));
-                }
-                continue;
-            }
-        };
-        if text.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(value) if is_page(&value) => {
-                if let Err(e) = each_item(value, name, each)? {
-                    return Ok(Err(e));
-                }
-            }
-            Ok(value) => {
-                if let Err(e) = each(Position::Line(number), Ok(value)) {
-                    return Ok(Err(e));
-                }
-            }
-            Err(_) if number == 1 => {
-                // Not one object per line: a pretty-printed object or query page.
-                let mut rest = line.clone();
-                reader.read_to_end(&mut rest).map_err(io_error)?;
-                let value = parse_document(&rest, name)?;
-                return each_item(value, name, each);
-            }
-            Err(error) => {
-                let message = format!("invalid JSON: {error}");
-                if let Err(e) = each(Position::Line(number), Err(message)) {
-                    return Ok(Err(e));
-                }
-            }
-        }
+/// One line of a JSON lines input.
+enum Line {
+    Blank,
+    TooLong,
+    Value(Value),
+    Invalid(String),
+}
+
+fn parse_line(line: &[u8]) -> Line {
+    if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+        return Line::TooLong;
     }
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => text.trim(),
+        Err(error) => {
+            return Line::Invalid(format!(
+                "not valid UTF-8 (byte {})",
+                error.valid_up_to() + 1
+            ));
+        }
+    };
+    if text.is_empty() {
+        return Line::Blank;
+    }
+    match serde_json::from_str(text) {
+        Ok(value) => Line::Value(value),
+        Err(error) => Line::Invalid(format!("invalid JSON: {error}")),
+    }
+}
+
+/// True when one of the first few non-blank lines of `rest` is JSON on its own.
+fn later_lines_parse(rest: &[u8]) -> bool {
+    rest.split(|b| *b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+        .take(5)
+        .any(|line| matches!(parse_line(line), Line::Value(Value::Object(_))))
 }
 
 /// Calls `each` for the events of a whole document: an array, a query page, or one object.
 fn each_item<E>(
     value: Value,
     name: &str,
+    line: Option<usize>,
     each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
 ) -> Result<Result<(), E>, InputError> {
     let items = match value {
@@ -207,7 +284,11 @@ fn each_item<E>(
         }
     };
     for (index, item) in items.into_iter().enumerate() {
-        if let Err(e) = each(Position::Item(index + 1), Ok(item)) {
+        let position = match line {
+            Some(line) => Position::LineItem(line, index + 1),
+            None => Position::Item(index + 1),
+        };
+        if let Err(e) = each(position, Ok(item)) {
             return Ok(Err(e));
         }
     }
@@ -252,24 +333,6 @@ fn page_data(
         Some(Value::Array(items)) => Ok(items),
         _ => Err(shape("query page has no `message.data` array".to_owned())),
     }
-}
-
-fn read_document(reader: &mut Box<dyn BufRead + '_>, name: &str) -> Result<Value, InputError> {
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|source| InputError::Io {
-            input: name.to_owned(),
-            source,
-        })?;
-    parse_document(&bytes, name)
-}
-
-fn parse_document(bytes: &[u8], name: &str) -> Result<Value, InputError> {
-    serde_json::from_slice(bytes).map_err(|source| InputError::Json {
-        input: name.to_owned(),
-        source,
-    })
 }
 
 fn skip_bom_and_space(reader: &mut Box<dyn BufRead + '_>) -> io::Result<()> {
@@ -329,10 +392,30 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_pretty_printed_json_array() {
+        let items = read_text(b"[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n").unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].0, Position::Item(2));
+    }
+
+    #[test]
+    fn reads_a_json_lines_file_whose_first_line_is_broken() {
+        let items = read_text(b"{\"a\": \n{\"a\": 2}\n").unwrap();
+        let positions: Vec<_> = items
+            .iter()
+            .map(|(p, r)| (p.to_string(), r.is_ok()))
+            .collect();
+        assert_eq!(
+            positions,
+            [("line 1".to_owned(), false), ("line 2".to_owned(), true)]
+        );
+    }
+
+    #[test]
     fn reads_a_json_array() {
         let items = read_text(b"  [ {\"a\": 1}, {\"a\": 2} ]").unwrap();
         assert_eq!(items.len(), 2);
-        assert_eq!(items[1].0, Position::Item(2));
+        assert_eq!(items[1].0, Position::LineItem(1, 2));
     }
 
     #[test]

@@ -75,15 +75,33 @@ impl PostbackConfig {
         parse_settings(settings)
     }
 
-    /// Checks every value and compiles the body rules. Does no I/O.
+    /// Checks every value and compiles the body rules, reporting every problem at once. Does
+    /// no I/O.
     pub fn validate(&self) -> Result<Target, SettingsError> {
-        Ok(Target {
-            url: check_url(&self.url)?,
-            timeout: self.timeout()?,
-            success_body: compile("success_body", self.success_body.as_deref())?,
-            duplicate_body: compile("duplicate_body", self.duplicate_body.as_deref())?,
-            concurrency: self.concurrency()?,
-        })
+        let mut problems = Vec::new();
+        let url = keep(&mut problems, check_url(&self.url));
+        let timeout = keep(&mut problems, self.timeout());
+        let success = compile("success_body", self.success_body.as_deref());
+        let success_body = keep(&mut problems, success);
+        let duplicate = compile("duplicate_body", self.duplicate_body.as_deref());
+        let duplicate_body = keep(&mut problems, duplicate);
+        let concurrency = keep(&mut problems, self.concurrency());
+        match (url, timeout, success_body, duplicate_body, concurrency) {
+            (
+                Some(url),
+                Some(timeout),
+                Some(success_body),
+                Some(duplicate_body),
+                Some(concurrency),
+            ) if problems.is_empty() => Ok(Target {
+                url,
+                timeout,
+                success_body,
+                duplicate_body,
+                concurrency,
+            }),
+            _ => Err(SettingsError::from_all(problems).expect("a check failed")),
+        }
     }
 
     fn timeout(&self) -> Result<Duration, SettingsError> {
@@ -149,6 +167,11 @@ fn compile(key: &str, pattern: Option<&str>) -> Result<Option<Regex>, SettingsEr
     Regex::new(pattern).map(Some).map_err(|error| {
         SettingsError::invalid(key, format!("not a valid regular expression: {error}"))
     })
+}
+
+/// The value of a check, keeping its error for the report instead.
+fn keep<T>(problems: &mut Vec<SettingsError>, result: Result<T, SettingsError>) -> Option<T> {
+    result.map_err(|error| problems.push(error)).ok()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod exporter;
 pub mod request;
 pub mod response;
 
-use exporter_core::{Exporter, SettingsError};
+use exporter_core::{Exporter, SettingsError, parse_settings_partial};
 use serde_json::{Map, Value};
 
 pub use config::{PostbackConfig, Target};
@@ -30,6 +30,15 @@ pub fn build(
     profile: &str,
     settings: &Map<String, Value>,
 ) -> Result<Box<dyn Exporter>, SettingsError> {
-    let target = PostbackConfig::from_settings(settings)?.validate()?;
-    Ok(Box::new(PostbackExporter::new(profile, target)?))
+    let (config, mut problems) = parse_settings_partial::<PostbackConfig>(settings);
+    if let Some(config) = config {
+        match config.validate() {
+            Ok(target) if problems.is_empty() => {
+                return Ok(Box::new(PostbackExporter::new(profile, target)?));
+            }
+            Ok(_) => {}
+            Err(error) => problems.extend(error.into_list()),
+        }
+    }
+    Err(SettingsError::from_all(problems).expect("a problem was found"))
 }
