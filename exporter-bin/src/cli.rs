@@ -80,6 +80,124 @@ pub enum Command {
         listen: Option<std::net::SocketAddr>,
     },
 
+    /// Per profile: pending, due now, retrying, failed, delivered in the last hour, the oldest
+    /// pending age and the last error. Works while `run` or `serve` is running.
+    Status {
+        /// The config file (only its store and profile names are read).
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// Print JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// The delivery ledger, newest first: each delivery with every attempt (time, outcome,
+    /// status, response excerpt), for reconciliation with a target.
+    Deliveries {
+        /// The config file (only its store and profile names are read).
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// Only this profile's deliveries.
+        #[arg(long, short)]
+        profile: Option<String>,
+
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "delivered", "failed", "superseded", "test_order"])]
+        state: Option<String>,
+
+        /// Only this order's deliveries.
+        #[arg(long)]
+        order: Option<String>,
+
+        /// At most this many deliveries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Put failed deliveries back in the queue, due now, with a fresh attempt count.
+    Retry {
+        /// The config file (only its store and profile names are read).
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// A delivery id (see `exporter deliveries`); repeat for several.
+        #[arg(long = "id", required_unless_present_any = ["profile", "all"], conflicts_with_all = ["profile", "all"])]
+        ids: Vec<String>,
+
+        /// Every failed delivery of this profile.
+        #[arg(long, short, conflicts_with = "all")]
+        profile: Option<String>,
+
+        /// Every failed delivery of every profile.
+        #[arg(long)]
+        all: bool,
+
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Send events already delivered to a profile again, as new deliveries (for example after
+    /// the target lost data).
+    Replay {
+        /// The config file (only its store and profile names are read).
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// The profile whose deliveries to replay.
+        #[arg(long, short)]
+        profile: String,
+
+        /// Replay what was delivered from this time: `2026-12-04T15:00:00Z`, `2026-12-04 15:00`
+        /// (UTC) or an age such as `2h` or `3d`.
+        #[arg(long)]
+        since: String,
+
+        /// ... up to this time (default: now), in the same forms.
+        #[arg(long)]
+        until: Option<String>,
+
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Hold a profile's deliveries, for a target under maintenance; nothing is failed or lost.
+    Pause {
+        /// The config file (only its store and profile names are read).
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// The profile to pause.
+        #[arg(long, short)]
+        profile: String,
+
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Release a paused profile's deliveries.
+    Resume {
+        /// The config file (only its store and profile names are read).
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+
+        /// The profile to resume.
+        #[arg(long, short)]
+        profile: String,
+
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Validate the config and list its profiles and routes.
     Check {
         /// The config file.

@@ -7,4 +7,5 @@ mod delivery;
 #[allow(dead_code)]
 mod harness;
 mod input;
+mod operate;
 mod serve;

@@ -3,10 +3,22 @@
 
 use std::collections::BTreeMap;
 
+use super::table;
 use crate::config::Config;
 use crate::ingest::{ImportStats, Input};
 use crate::store::{SqliteStore, StoreError};
 use crate::worker::RunCounts;
+
+/// The count columns of the table.
+const NUMERIC: [&str; 7] = [
+    "delivered",
+    "duplicate",
+    "superseded",
+    "test orders",
+    "scheduled",
+    "retrying",
+    "failed",
+];
 
 /// Prints the import line, the per-profile table and a note per profile with work left.
 pub fn print(
@@ -78,7 +90,8 @@ pub fn print(
             ));
         }
     }
-    print_table(&rows);
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    print!("{}", table::render(&rows, &NUMERIC));
     println!(
         "(delivered, duplicate, superseded and test orders: this run; scheduled, retrying and failed: the queue now)"
     );
@@ -86,26 +99,6 @@ pub fn print(
         println!("{note}");
     }
     Ok(())
-}
-
-fn print_table(rows: &[[String; 9]]) {
-    let mut widths = [0; 9];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for row in rows {
-        let mut line = String::new();
-        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if column < 2 {
-                line.push_str(&format!("{cell:<width$}  "));
-            } else {
-                line.push_str(&format!("{cell:>width$}  "));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
 }
 
 /// A store time (unix ms) as UTC text.

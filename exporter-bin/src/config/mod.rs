@@ -82,6 +82,53 @@ impl Config {
     }
 }
 
+/// What the operator commands need from a config: the store and the profile names. Read
+/// without building targets or resolving `env:` secrets, so `exporter status` works on a
+/// machine that does not hold the targets' passwords.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub store: StoreLocation,
+    pub profiles: Vec<String>,
+}
+
+impl StoreConfig {
+    /// Reads the store location and profile names of the config at `path`.
+    pub fn load(path: &Path) -> Result<StoreConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::single(path, None, None, format!("cannot read the file: {error}"))
+        })?;
+        let table = text.parse::<toml::Table>().map_err(|error| {
+            let line = error.span().map(|span| line_at(&text, span.start));
+            let message = format!("not valid TOML: {}", error.message().trim());
+            ConfigError::single(path, line, None, message)
+        })?;
+        let store = match table.get("store").and_then(toml::Value::as_str) {
+            None => StoreLocation::Sqlite(PathBuf::from("exporter.db")),
+            Some(store) => {
+                let file = store
+                    .strip_prefix("sqlite://")
+                    .or_else(|| store.strip_prefix("sqlite:"));
+                match file {
+                    Some(file) if !file.is_empty() => StoreLocation::Sqlite(PathBuf::from(file)),
+                    _ => {
+                        let message = "`store` must be \"sqlite://PATH\"".to_owned();
+                        return Err(ConfigError::single(path, None, None, message));
+                    }
+                }
+            }
+        };
+        let profiles = table
+            .get("profile")
+            .and_then(toml::Value::as_array)
+            .map(|profiles| {
+                let names = profiles.iter().filter_map(|p| p.get("name")?.as_str());
+                names.map(|name| name.trim().to_owned()).collect()
+            })
+            .unwrap_or_default();
+        Ok(StoreConfig { store, profiles })
+    }
+}
+
 /// Everything wrong with a config file.
 #[derive(Debug)]
 pub struct ConfigError {

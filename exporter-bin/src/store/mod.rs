@@ -18,14 +18,17 @@
 //! - A batch target's deliveries are claimed as a batch: a pinned batch id and creation time
 //!   are set at its first claim, and a batch that fails is claimed again whole, without new
 //!   members and without the route recheck, so its retry carries the same records.
+//! - A paused profile's deliveries are not claimed; they stay pending, not failed.
 //! - Per order and profile, a delivery is only claimed when no earlier delivery of the same
 //!   order to the same profile is still pending, so targets see an order's events in arrival
 //!   order.
 
 mod ingest_keys;
+mod ledger;
 mod schema;
 mod sqlite;
 
+pub use ledger::{DeliveryFilter, DeliveryRow, ProfileStatus, Selection};
 pub use sqlite::{SqliteStore, StoreError};
 
 /// A routed delivery of a new event.

@@ -2,7 +2,8 @@
 
 /// Each entry upgrades the schema from its index to the next version. Version 2 pins the
 /// deliveries of a batch target's batch together, so a failed batch is retried whole. Version 3
-/// keeps the answer given to each `Idempotency-Key` of the ingest API.
+/// keeps the answer given to each `Idempotency-Key` of the ingest API. Version 4 holds paused
+/// profiles and indexes the ledger for operators.
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE events (
@@ -59,5 +60,14 @@ CREATE TABLE ingest_keys (
     response   TEXT    NOT NULL,
     created_at INTEGER NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE profile_controls (
+    profile    TEXT    PRIMARY KEY,
+    paused     INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_delivered ON deliveries (profile, updated_at) WHERE state = 'delivered';
+CREATE INDEX deliveries_by_order ON deliveries (order_id);
 "#,
 ];

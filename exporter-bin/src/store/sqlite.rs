@@ -289,6 +289,8 @@ fn claim_due(
              SELECT d.id FROM deliveries d
              WHERE d.profile = ?1 AND d.state = 'pending' AND d.due_at <= ?2
                AND d.batch_id IS NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM profile_controls c WHERE c.profile = ?1 AND c.paused = 1)
                AND (d.lease_until IS NULL OR d.lease_until <= ?2)
                AND NOT EXISTS (
                    SELECT 1 FROM deliveries e
@@ -316,6 +318,8 @@ fn claim_batch(
             "SELECT batch_id, batch_at FROM deliveries
              WHERE profile = ?1 AND state = 'pending' AND batch_id IS NOT NULL AND due_at <= ?2
                AND (lease_until IS NULL OR lease_until <= ?2)
+               AND NOT EXISTS (
+                   SELECT 1 FROM profile_controls c WHERE c.profile = ?1 AND c.paused = 1)
              ORDER BY due_at LIMIT 1",
             params![profile, now],
             |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
