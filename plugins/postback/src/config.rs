@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::signing::SigningKey;
+
 /// A postback profile's target keys.
 ///
 /// ```toml
@@ -45,6 +47,12 @@ pub struct PostbackConfig {
     /// flood the target.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+
+    /// A Standard Webhooks secret (`whsec_...`, best given as `env:NAME`): when set, every
+    /// request carries `webhook-id`, `webhook-timestamp` and `webhook-signature`, so the
+    /// receiver can check it came from this exporter.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
 }
 
 /// The checked settings a [`crate::PostbackExporter`] delivers with.
@@ -60,6 +68,8 @@ pub struct Target {
     pub duplicate_body: Option<Regex>,
     /// The most requests in flight.
     pub concurrency: usize,
+    /// The key that signs every request, when signing is on.
+    pub signing: Option<SigningKey>,
 }
 
 impl PostbackConfig {
@@ -86,22 +96,28 @@ impl PostbackConfig {
         let duplicate = compile("duplicate_body", self.duplicate_body.as_deref());
         let duplicate_body = keep(&mut problems, duplicate);
         let concurrency = keep(&mut problems, self.concurrency());
-        match (url, timeout, success_body, duplicate_body, concurrency) {
-            (
-                Some(url),
-                Some(timeout),
-                Some(success_body),
-                Some(duplicate_body),
-                Some(concurrency),
-            ) if problems.is_empty() => Ok(Target {
-                url,
-                timeout,
-                success_body,
-                duplicate_body,
-                concurrency,
-            }),
-            _ => Err(SettingsError::from_all(problems).expect("a check failed")),
+        let signing = keep(&mut problems, self.signing());
+        if let Some(error) = SettingsError::from_all(problems) {
+            return Err(error);
         }
+        let checked = "every check passed";
+        Ok(Target {
+            url: url.expect(checked),
+            timeout: timeout.expect(checked),
+            success_body: success_body.expect(checked),
+            duplicate_body: duplicate_body.expect(checked),
+            concurrency: concurrency.expect(checked),
+            signing: signing.expect(checked),
+        })
+    }
+
+    fn signing(&self) -> Result<Option<SigningKey>, SettingsError> {
+        let Some(secret) = &self.signing_secret else {
+            return Ok(None);
+        };
+        SigningKey::parse(secret)
+            .map(Some)
+            .map_err(|message| SettingsError::invalid("signing_secret", message))
     }
 
     fn timeout(&self) -> Result<Duration, SettingsError> {

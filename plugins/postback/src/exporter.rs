@@ -75,7 +75,9 @@ impl PostbackExporter {
     }
 
     async fn attempt(&self, record: &Record) -> Result<Outcome, PostbackError> {
-        let request = build_request(&self.target.url, record, Values::Sent)?;
+        let mut request = build_request(&self.target.url, record, Values::Sent)?;
+        let body = request.body.clone();
+        self.sign(&mut request, record, body);
         let response = self.request(request).send().await;
         let mut response = response.map_err(|error| self.transport_error(&error))?;
 
@@ -109,6 +111,18 @@ impl PostbackExporter {
         match request.body {
             Some(body) => builder.body(body),
             None => builder,
+        }
+    }
+
+    /// Adds the Standard Webhooks headers when the profile signs its requests.
+    fn sign(&self, request: &mut PostbackRequest, record: &Record, body: Option<String>) {
+        if let Some(key) = &self.target.signing {
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH);
+            let timestamp = now.map_or(0, |d| d.as_secs() as i64);
+            let body = body.unwrap_or_default();
+            request
+                .headers
+                .extend(key.headers(&record.delivery_id, timestamp, &body));
         }
     }
 
@@ -162,8 +176,14 @@ impl Exporter for PostbackExporter {
                     "# order {}, delivery {}",
                     record.order_id, record.delivery_id
                 );
+                let sent = build_request(&self.target.url, record, Values::Sent);
                 match build_request(&self.target.url, record, Values::Shown) {
-                    Ok(request) => format!("{head}\n{request}"),
+                    Ok(mut request) => {
+                        // The signature covers the body as sent, secrets included.
+                        let body = sent.ok().and_then(|sent| sent.body);
+                        self.sign(&mut request, record, body);
+                        format!("{head}\n{request}")
+                    }
                     Err(error) => format!("{head}\nnot sendable: {error}\n"),
                 }
             })

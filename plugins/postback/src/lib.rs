@@ -14,6 +14,7 @@ pub mod error;
 pub mod exporter;
 pub mod request;
 pub mod response;
+pub mod signing;
 
 use exporter_core::{Exporter, SettingsError, parse_settings_partial};
 use serde_json::{Map, Value};

@@ -123,6 +123,7 @@ mod tests {
             success_body: success.map(|rule| Regex::new(rule).unwrap()),
             duplicate_body: duplicate.map(|rule| Regex::new(rule).unwrap()),
             concurrency: 1,
+            signing: None,
         }
     }
 

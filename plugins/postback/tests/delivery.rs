@@ -375,3 +375,66 @@ fn batch_of(records: &[exporter_core::Record]) -> exporter_core::Batch {
         records: records.to_vec(),
     }
 }
+
+/// Checks a Standard Webhooks signature with Python's own HMAC, an implementation that shares
+/// no code with ours.
+fn python_verifies(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) -> bool {
+    let script = r#"
+import base64, hashlib, hmac, sys
+secret, msg_id, ts, body, sig = sys.argv[1:6]
+key = base64.b64decode(secret.removeprefix("whsec_"))
+mac = hmac.new(key, f"{msg_id}.{ts}.{body}".encode(), hashlib.sha256).digest()
+sys.exit(0 if sig == "v1," + base64.b64encode(mac).decode() else 1)
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script, secret, id, timestamp, body, signature])
+        .status()
+        .expect("python3 runs");
+    status.success()
+}
+
+#[tokio::test]
+async fn signs_requests_as_standard_webhooks_verified_independently() {
+    let receiver = Receiver::start().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let settings = json!({"signing_secret": secret});
+    let exporter = exporter(&receiver.url("/lead"), settings);
+    let fields = [
+        ("header:Content-Type", "application/json"),
+        ("name", "Zoë & Co"),
+    ];
+
+    let outcome = deliver_one(exporter.as_ref(), &fields).await;
+    assert_eq!(outcome.kind, OutcomeKind::Delivered);
+
+    let request = &receiver.requests()[0];
+    let id = request.header("webhook-id").unwrap();
+    let timestamp = request.header("webhook-timestamp").unwrap();
+    let signature = request.header("webhook-signature").unwrap();
+    assert_eq!(id, "d-1", "the delivery id, the same on every attempt");
+    let age = unix_now_secs() - timestamp.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "a current timestamp");
+    let body = request.body_text();
+    assert!(python_verifies(secret, id, timestamp, &body, signature));
+    assert!(
+        !python_verifies(secret, id, timestamp, &(body + " "), signature),
+        "a changed body fails"
+    );
+}
+
+fn unix_now_secs() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    now.as_secs() as i64
+}
+
+#[test]
+fn refuses_a_signing_secret_that_is_not_a_standard_webhooks_secret() {
+    let settings = json!({"url": "http://127.0.0.1:9/x", "signing_secret": "hunter2"});
+    let error = exporter_postback::build("leads", settings.as_object().unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(error.key(), "signing_secret");
+    assert!(!error.to_string().contains("hunter2"));
+}
