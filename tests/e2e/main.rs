@@ -8,4 +8,5 @@ mod delivery;
 mod harness;
 mod input;
 mod operate;
+mod outage;
 mod serve;

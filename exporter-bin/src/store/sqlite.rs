@@ -145,7 +145,7 @@ impl SqliteStore {
     ) -> Result<Vec<Claim>, StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let claims = claim_due(&tx, profile, now, limit, lease_until)
+        let claims = claim_fairly(&tx, profile, now, limit, lease_until)
             .and_then(|mut claims| load_bodies(&tx, &mut claims, true).map(|()| claims))
             .map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
@@ -274,6 +274,14 @@ fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<
     Ok(results)
 }
 
+/// Which pending deliveries a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempted {
+    Any = 0,
+    Never = 1,
+    Before = 2,
+}
+
 /// Leases up to `limit` due deliveries that belong to no batch, oldest due first, skipping any
 /// whose order has an earlier delivery to this profile still pending. Bodies are not loaded.
 fn claim_due(
@@ -282,13 +290,18 @@ fn claim_due(
     now: i64,
     limit: usize,
     lease_until: i64,
+    attempted: Attempted,
 ) -> rusqlite::Result<Vec<Claim>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let mut claim = tx.prepare_cached(
         "UPDATE deliveries SET lease_until = ?4
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE d.profile = ?1 AND d.state = 'pending' AND d.due_at <= ?2
                AND d.batch_id IS NULL
+               AND (?5 = 0 OR (?5 = 1 AND d.attempts = 0) OR (?5 = 2 AND d.attempts > 0))
                AND NOT EXISTS (
                    SELECT 1 FROM profile_controls c WHERE c.profile = ?1 AND c.paused = 1)
                AND (d.lease_until IS NULL OR d.lease_until <= ?2)
@@ -300,8 +313,49 @@ fn claim_due(
              LIMIT ?3)
          RETURNING id, uid, order_id, event_id, attempts",
     )?;
-    let rows = claim.query_map(params![profile, now, limit as i64, lease_until], claim_row)?;
+    let values = params![profile, now, limit as i64, lease_until, attempted as i64];
+    let rows = claim.query_map(values, claim_row)?;
     let mut claims = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    claims.sort_by_key(|c| c.id);
+    Ok(claims)
+}
+
+/// Claims up to `limit` due deliveries, half of them (rounded up) kept for first attempts, so
+/// a backlog of retries never starves fresh events; a share one kind does not use goes to the
+/// other.
+fn claim_fairly(
+    tx: &Transaction<'_>,
+    profile: &str,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> rusqlite::Result<Vec<Claim>> {
+    let mut claims = claim_due(
+        tx,
+        profile,
+        now,
+        limit.div_ceil(2),
+        lease_until,
+        Attempted::Never,
+    )?;
+    let room = limit - claims.len();
+    claims.extend(claim_due(
+        tx,
+        profile,
+        now,
+        room,
+        lease_until,
+        Attempted::Before,
+    )?);
+    let room = limit - claims.len();
+    claims.extend(claim_due(
+        tx,
+        profile,
+        now,
+        room,
+        lease_until,
+        Attempted::Never,
+    )?);
     claims.sort_by_key(|c| c.id);
     Ok(claims)
 }
@@ -337,7 +391,7 @@ fn claim_batch(
         }
         None => {
             let id = uuid::Uuid::now_v7().to_string();
-            let mut claims = claim_due(tx, profile, now, limit, lease_until)?;
+            let mut claims = claim_due(tx, profile, now, limit, lease_until, Attempted::Any)?;
             let mut pin = tx.prepare_cached(
                 "UPDATE deliveries SET batch_id = ?2, batch_at = ?3 WHERE id = ?1",
             )?;
@@ -650,5 +704,38 @@ mod tests {
         let next = store.claim_batch("p", 80, 100, 90).unwrap().unwrap();
         assert_ne!(next.id, first.id);
         assert_eq!(next.claims.len(), 1, "C forms a new batch");
+    }
+
+    #[test]
+    fn keeps_half_of_each_claim_for_first_attempts() {
+        let (_dir, mut store) = store();
+        let old: Vec<_> = (0..6)
+            .map(|i| event(&format!("R{i}"), "Partial", "1", &["p"], 0))
+            .collect();
+        store.import(&old).unwrap();
+        let first = store.claim("p", 10, 6, 20).unwrap();
+        let retry: Vec<_> = first
+            .iter()
+            .map(|c| finished(c.id, Next::RetryAt(30)))
+            .collect();
+        store.record(&retry).unwrap();
+        let fresh: Vec<_> = (0..6)
+            .map(|i| event(&format!("F{i}"), "Partial", "1", &["p"], 40))
+            .collect();
+        store.import(&fresh).unwrap();
+
+        let mixed = store.claim("p", 50, 4, 60).unwrap();
+        let retries = mixed.iter().filter(|c| c.attempts > 0).count();
+        assert_eq!(
+            (mixed.len(), retries),
+            (4, 2),
+            "the older retries do not take every slot"
+        );
+        let rest = store.claim("p", 50, 100, 60).unwrap();
+        assert_eq!(
+            rest.len(),
+            8,
+            "a share one kind leaves is used by the other"
+        );
     }
 }

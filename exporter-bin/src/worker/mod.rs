@@ -8,8 +8,11 @@
 //!   panics or returns the wrong number of outcomes (those become retries).
 //! - Streaming targets (postback) get up to their `max_in_flight` records per batch; batch
 //!   targets (CSV) get everything due at each flush, in one file.
+//! - A streaming target that keeps failing is probed, not flooded (see [`breaker`]).
 //! - Shutdown stops claiming, lets the batch in flight finish and be recorded, flushes batch
 //!   targets one last time, then returns.
+
+mod breaker;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -25,6 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
 use crate::store::{Claim, ClaimedBatch, Finished, Next, SqliteStore, StoreError, now_ms};
+use breaker::{Breaker, Permit};
 
 /// How long a claim is held before another worker may take it.
 const LEASE: Duration = Duration::from_secs(600);
@@ -176,16 +180,29 @@ impl Engine {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         let profile = &self.config.profiles[index];
+        let mut breaker = Breaker::new(profile.retry);
         match profile.exporter.batching() {
             Batching::Stream { max_in_flight } => loop {
                 if *shutdown.borrow() {
                     return Ok(());
                 }
+                let limit = match breaker.permit(Instant::now()) {
+                    Permit::Normal => max_in_flight.max(1),
+                    Permit::Probe => 1,
+                    Permit::Wait(_) if matches!(mode, Mode::Once(_)) => return Ok(()),
+                    Permit::Wait(wait) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
+                };
                 let cutoff = match mode {
                     Mode::Once(at) => at,
                     Mode::Forever => now_ms(),
                 };
-                let claims = self.claim(profile, cutoff, max_in_flight.max(1)).await?;
+                let claims = self.claim(profile, cutoff, limit).await?;
                 if !claims.is_empty() {
                     let id = uuid::Uuid::now_v7().to_string();
                     let batch = ClaimedBatch {
@@ -193,7 +210,14 @@ impl Engine {
                         created_at: now_ms(),
                         claims,
                     };
-                    self.process(profile, batch).await?;
+                    let (delivered, failed) = self.process(profile, batch).await?;
+                    let was_open = breaker.is_open();
+                    if let Some(wait) = breaker.record(delivered, failed, Instant::now()) {
+                        let wait_secs = wait.as_secs_f64().round() as u64;
+                        warn!(profile = %profile.name, failures_in_a_row = breaker::THRESHOLD, wait_secs, "the target keeps failing; holding this profile's deliveries and probing with one");
+                    } else if was_open && !breaker.is_open() {
+                        info!(profile = %profile.name, "the target answered a probe; delivering again");
+                    }
                     continue;
                 }
                 if matches!(mode, Mode::Once(_)) {
@@ -263,8 +287,13 @@ impl Engine {
             .await
     }
 
-    /// Rechecks, renders, delivers and records one claimed batch.
-    async fn process(&self, profile: &Profile, batch: ClaimedBatch) -> Result<(), StoreError> {
+    /// Rechecks, renders, delivers and records one claimed batch. Returns how many deliveries
+    /// the target accepted and how many attempts failed.
+    async fn process(
+        &self,
+        profile: &Profile,
+        batch: ClaimedBatch,
+    ) -> Result<(u32, u32), StoreError> {
         let ClaimedBatch {
             id,
             created_at,
@@ -298,7 +327,17 @@ impl Engine {
                 finished.push(self.settle(profile, claim, outcome, duration_ms));
             }
         }
-        self.with_store(move |store| store.record(&finished)).await
+        let delivered = finished
+            .iter()
+            .filter(|f| f.next == Next::Delivered)
+            .count() as u32;
+        let failed = finished
+            .iter()
+            .filter(|f| f.attempted && f.next != Next::Delivered);
+        let failed = failed.count() as u32;
+        self.with_store(move |store| store.record(&finished))
+            .await?;
+        Ok((delivered, failed))
     }
 
     /// Decides what an outcome means for the delivery: done, retry later, or parked.
