@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod ingest;
+mod metrics;
 mod retry;
 mod route;
 mod server;

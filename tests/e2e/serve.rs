@@ -318,3 +318,62 @@ fn refuses_to_listen_beyond_loopback_without_a_token() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_events_deliveries_durations_and_the_queue() {
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        r#"
+[[profile]]
+name = "Leads"
+type = "postback"
+url = "{}"
+routes = [ {{ triggers = ["Partial"] }} ]
+mappings = [ {{ name = "order", field = "orderId" }} ]
+"#,
+        receiver.url("/lead")
+    );
+    let scratch = Scratch::new(&(config("") + &extra));
+    let server = Server::start(&scratch);
+    let body = json!([
+        event("L1", "Partial"),
+        event("L2", "Partial"),
+        event("R1", "Decline")
+    ]);
+    let (status, _) = server.post(body.to_string(), Some(TOKEN)).await;
+    assert_eq!(status, 202);
+    receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+
+    let url = format!("{}/metrics", server.base);
+    let refused = server.client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401, "metrics need the token too");
+    let scrape = || async {
+        let response = server
+            .client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    };
+    let mut text = scrape().await;
+    for _ in 0..100 {
+        if text.contains("exporter_deliveries_total{profile=\"Leads\",outcome=\"delivered\"} 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = scrape().await;
+    }
+    for expected in [
+        "# TYPE exporter_events_accepted_total counter\nexporter_events_accepted_total 3\n",
+        "exporter_deliveries_total{profile=\"Leads\",outcome=\"delivered\"} 2\n",
+        "exporter_attempt_duration_seconds_count{profile=\"Leads\"} 2\n",
+        "exporter_queue_depth{profile=\"Leads\"} 0\n",
+        "exporter_queue_depth{profile=\"Refunds\"} 0\n",
+        "exporter_oldest_due_age_seconds{profile=\"Leads\"} 0\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in:\n{text}");
+    }
+    assert!(server.stop().0);
+}

@@ -61,7 +61,13 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
 
         let engine = Engine::new(store.clone(), config.clone());
         let committer = server::committer(store.clone(), &engine);
-        let state = AppState { config: config.clone(), store: store.clone(), committer };
+        let state = AppState {
+            config: config.clone(),
+            store: store.clone(),
+            committer,
+            engine: engine.clone(),
+            ingest: Arc::default(),
+        };
         let api = tokio::spawn(server::serve(listener, state, stopped.clone()));
         let worked = engine.run_until(stopped).await;
         api.await.context("the API task failed")?.context("the API stopped")?;

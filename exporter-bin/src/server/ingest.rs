@@ -1,5 +1,7 @@
 //! `POST /v1/events` and the CRM-style `GET /v1/events?orderId=...`.
 
+use std::sync::atomic::Ordering;
+
 use axum::body::{Body, to_bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -129,6 +131,14 @@ async fn accept(state: &AppState, planned: Planned, key: Option<String>) -> Resp
     for item in &rejected {
         warn!(index = item.index, at = %item.at, reason = %item.reason, "rejected an item of an ingest request");
     }
+    let counts = &state.ingest;
+    counts.accepted.fetch_add(stats.stored, Ordering::Relaxed);
+    counts
+        .duplicates
+        .fetch_add(stats.duplicates, Ordering::Relaxed);
+    counts
+        .rejected
+        .fetch_add(rejected.len() as u64, Ordering::Relaxed);
     let answer = Accepted {
         accepted: stats.stored,
         test_orders,

@@ -1,4 +1,4 @@
-//! The HTTP API of `exporter serve`: ingest, health and readiness of the store.
+//! The HTTP API of `exporter serve`: ingest, metrics, and health of the store.
 //!
 //! An event is answered 202 only after the transaction holding it has committed (see
 //! [`commit`]); a request the store cannot take is answered 503 and nothing of it is kept.
@@ -6,7 +6,9 @@
 mod auth;
 mod commit;
 mod ingest;
+mod metrics;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -28,6 +30,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<Mutex<SqliteStore>>,
     pub committer: Committer,
+    pub engine: Engine,
+    pub ingest: Arc<IngestCounts>,
+}
+
+/// What the ingest API has taken since start.
+#[derive(Debug, Default)]
+pub struct IngestCounts {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
 }
 
 impl AppState {
@@ -71,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/events",
             get(ingest::get_event).post(ingest::post_events),
         )
+        .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -18,6 +18,8 @@ pub struct ProfileStatus {
     pub delivered_last_hour: u64,
     /// How long the oldest pending delivery has waited since its event arrived, in seconds.
     pub oldest_pending_secs: Option<u64>,
+    /// How long the earliest due delivery has been due, in seconds (0 when none is due).
+    pub oldest_due_secs: u64,
     pub last_error: Option<String>,
 }
 
@@ -113,6 +115,9 @@ impl SqliteStore {
             failed: queue.failed,
             delivered_last_hour: delivered_last_hour as u64,
             oldest_pending_secs: oldest.map(|at| ((now - at).max(0) / 1000) as u64),
+            oldest_due_secs: queue
+                .next_due
+                .map_or(0, |at| ((now - at).max(0) / 1000) as u64),
             last_error: queue.last_error,
         })
     }

@@ -27,6 +27,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
+use crate::metrics::Histogram;
 use crate::store::{Claim, ClaimedBatch, Finished, Next, SqliteStore, StoreError, now_ms};
 use breaker::{Breaker, Permit};
 
@@ -64,6 +65,8 @@ pub struct Engine {
     store: Arc<Mutex<SqliteStore>>,
     config: Arc<Config>,
     counts: Arc<Mutex<BTreeMap<String, RunCounts>>>,
+    /// How long each call to a profile's target took.
+    durations: Arc<Mutex<BTreeMap<String, Histogram>>>,
     /// Signalled when new deliveries were committed, so idle workers look at once.
     wake: Arc<Notify>,
 }
@@ -82,6 +85,7 @@ impl Engine {
             store,
             config,
             counts: Arc::default(),
+            durations: Arc::default(),
             wake: Arc::default(),
         }
     }
@@ -89,6 +93,12 @@ impl Engine {
     /// Tells idle workers that new deliveries may be due.
     pub fn wake(&self) {
         self.wake.notify_waiters();
+    }
+
+    /// How long each call to each profile's target took: a batch's duration counts once for
+    /// each record in it.
+    pub fn durations(&self) -> BTreeMap<String, Histogram> {
+        self.durations.lock().expect("durations lock").clone()
     }
 
     /// What this engine has done so far, per profile.
@@ -322,7 +332,14 @@ impl Engine {
                 records,
             };
             let outcomes = deliver(profile, &batch).await;
-            let duration_ms = started.elapsed().as_millis() as i64;
+            let elapsed = started.elapsed();
+            let duration_ms = elapsed.as_millis() as i64;
+            let mut durations = self.durations.lock().expect("durations lock");
+            let histogram = durations.entry(profile.name.clone()).or_default();
+            for _ in &sending {
+                histogram.observe(elapsed.as_secs_f64());
+            }
+            drop(durations);
             for (claim, outcome) in sending.iter().zip(outcomes) {
                 finished.push(self.settle(profile, claim, outcome, duration_ms));
             }
