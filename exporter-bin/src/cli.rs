@@ -199,9 +199,18 @@ pub enum Command {
     },
 
     /// Validate the config and list its profiles and routes.
+    ///
+    /// With `--connect`, also checks every target that can be checked without sending
+    /// anything: for an FTP profile, log in, write a probe file in its folder and remove it.
+    /// One line per profile says what was checked or what failed; the exit status is 1 when
+    /// any check failed.
     Check {
         /// The config file.
         #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
         config: PathBuf,
+
+        /// Connect to each profile's target and report per profile whether it works.
+        #[arg(long)]
+        connect: bool,
     },
 }

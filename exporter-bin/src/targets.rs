@@ -10,6 +10,7 @@ pub type BuildFn = fn(&str, &Map<String, Value>) -> Result<Box<dyn Exporter>, Se
 const BUILT_IN: &[(&str, BuildFn)] = &[
     (exporter_postback::TYPE, exporter_postback::build),
     (exporter_csv::TYPE, exporter_csv::build),
+    (exporter_ftp::TYPE, exporter_ftp::build),
 ];
 
 /// The builder for an export type.

@@ -3,6 +3,7 @@
 
 mod commands;
 mod delivery;
+mod ftp;
 // Not every test uses every helper of the harness.
 #[allow(dead_code)]
 mod harness;

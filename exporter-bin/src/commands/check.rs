@@ -1,7 +1,11 @@
-//! `exporter check`: validates the config and lists what it defines.
+//! `exporter check`: validates the config and lists what it defines; with `--connect`, also
+//! checks that every target that can be checked is reachable and writable.
+
+use std::process::ExitCode;
 
 use exporter_core::MappingSource;
 use exporter_core::mapping::Part;
+use futures_util::future::join_all;
 
 use crate::config::{Config, StoreLocation};
 
@@ -57,6 +61,46 @@ pub fn check(config: &Config) {
             println!("  {} <- {source}", mapping.name());
         }
     }
+}
+
+/// Runs every profile's connection check at once and prints one line per profile, in config
+/// order. Fails (exit status 1) when any check failed; each check is bounded by its target's
+/// own timeout.
+pub fn connect(config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let probes = config.profiles.iter().map(|profile| async move {
+        match profile.exporter.probe() {
+            Some(probe) => Some(probe.await),
+            None => None,
+        }
+    });
+    let results = runtime.block_on(join_all(probes));
+
+    println!();
+    println!("connection checks:");
+    let mut failed = 0;
+    for (profile, result) in config.profiles.iter().zip(results) {
+        let label = format!("{} ({})", profile.name, profile.target_type);
+        let line = match result {
+            None => format!(
+                "not checked: the {} target has no check",
+                profile.target_type
+            ),
+            Some(Ok(checked)) => format!("ok: {checked}"),
+            Some(Err(problem)) => {
+                failed += 1;
+                format!("FAILED: {problem}")
+            }
+        };
+        println!("  {label}: {}", config.redactor.redact(&line));
+    }
+    if failed > 0 {
+        println!("{failed} connection check(s) failed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn join(items: impl Iterator<Item = String>) -> String {

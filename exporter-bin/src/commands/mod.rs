@@ -101,11 +101,14 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
             profile,
             json,
         } => done(operate::pause(&config, &profile, false, json)),
-        Command::Check { config } => {
+        Command::Check { config, connect } => {
             let Some(config) = load(&config) else {
                 return Ok(ExitCode::from(CONFIG_ERROR));
             };
             check::check(&config);
+            if connect {
+                return check::connect(&config);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
