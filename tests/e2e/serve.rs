@@ -377,3 +377,87 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
     }
     assert!(server.stop().0);
 }
+
+#[tokio::test]
+async fn the_crm_export_posted_in_batches_and_one_by_one_drains_to_zero() {
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        r#"
+[[profile]]
+name = "Sales"
+type = "postback"
+url = "{}"
+concurrency = 32
+routes = [ {{ triggers = ["New Sale", "Upsell"] }} ]
+mappings = [ {{ name = "order", field = "orderId" }} ]
+"#,
+        receiver.url("/sale")
+    );
+    let limits = config("")
+        .replace("max_batch_events = 50", "")
+        .replace("max_body_bytes = 200000", "");
+    let scratch = Scratch::new(&(limits + &extra));
+    let server = Server::start(&scratch);
+    let text = std::fs::read_to_string(crate::harness::orders_file()).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let (singles, rest) = lines.split_at(64);
+
+    // 64 concurrent single-event posts, sharing commits, each acknowledged once stored.
+    let posts = singles
+        .iter()
+        .map(|line| server.post(line.to_string(), Some(TOKEN)));
+    let answers = futures_util::future::join_all(posts).await;
+    assert!(
+        answers
+            .iter()
+            .all(|(status, answer)| *status == 202 && answer["accepted"] == 1)
+    );
+    // The rest in batches of 1,000 JSON lines.
+    let mut accepted = 64;
+    for chunk in rest.chunks(1000) {
+        let (status, answer) = server.post(chunk.join("\n"), Some(TOKEN)).await;
+        assert_eq!(status, 202, "{answer}");
+        accepted += answer["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(accepted, lines.len() as u64);
+
+    let expected: std::collections::BTreeSet<String> = lines
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|e| matches!(e["customerType"].as_str(), Some("New Sale" | "Upsell")))
+        .filter(|e| {
+            !e["cardType"]
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case("testcard"))
+        })
+        .map(|e| e["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = scratch.run(&["status", "--json"]);
+        let statuses: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let sales = statuses
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["profile"] == "Sales")
+            .unwrap();
+        if sales["pending"] == 0 && receiver.requests().len() >= expected.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not drained: {sales}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sent: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.query_pairs()[0].1.clone())
+        .collect();
+    let unique: std::collections::BTreeSet<String> = sent.iter().cloned().collect();
+    assert_eq!(unique, expected, "every routed non-test sale");
+    let one = expected.iter().next().unwrap();
+    let ledger = scratch.run(&["deliveries", "--order", one, "--json"]);
+    let ledger: Value = serde_json::from_slice(&ledger.stdout).unwrap();
+    assert_eq!(ledger[0]["history"][0]["outcome"], "delivered");
+    assert!(server.stop().0);
+}
