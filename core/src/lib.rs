@@ -1,9 +1,11 @@
 //! Shared vocabulary of the order exporter: order events, triggers, routes, field mappings,
-//! rendered records, delivery outcomes and the [`Exporter`] trait every target implements.
+//! rendered records, delivery outcomes, the [`Exporter`] trait every target implements, and
+//! the [`abi`] through which the binary loads targets built as shared libraries.
 //!
 //! This crate does no I/O of its own; the `exporter` binary owns the store, the scheduler and
 //! the workers, and each target crate under `plugins/` owns its delivery.
 
+pub mod abi;
 pub mod error;
 pub mod event;
 pub mod exporter;

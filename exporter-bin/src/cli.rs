@@ -213,4 +213,16 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
+
+    /// List every export type the config can use: built in, or loaded from `plugins_dir`.
+    ///
+    /// One line per type with where it comes from (built in, or the library file), its
+    /// version and the plugin ABI version; then every library of the folder that was refused,
+    /// with the reason. Only `plugins_dir` is read from the config, so this works while a
+    /// profile is invalid. The exit status is 2 when a library was refused.
+    Plugins {
+        /// The config file.
+        #[arg(long, short, env = "EXPORTER_CONFIG", default_value = "exporter.toml")]
+        config: PathBuf,
+    },
 }

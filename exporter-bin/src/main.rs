@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod ingest;
 mod metrics;
+mod plugins;
 mod retry;
 mod route;
 mod server;

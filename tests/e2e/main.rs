@@ -10,4 +10,5 @@ mod harness;
 mod input;
 mod operate;
 mod outage;
+mod plugins;
 mod serve;

@@ -2,6 +2,7 @@
 
 mod check;
 mod operate;
+mod plugins;
 mod preview;
 mod run;
 mod serve;
@@ -111,6 +112,7 @@ pub fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugins { config } => plugins::plugins(&config),
     }
 }
 

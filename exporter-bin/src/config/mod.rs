@@ -7,6 +7,7 @@
 //! is remembered as a secret so it is masked wherever text is shown.
 
 mod locate;
+mod plugins_dir;
 mod profile;
 mod server;
 
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use exporter_core::Redactor;
 use serde_json::{Map, Value};
+
+use crate::targets::Targets;
 
 pub use profile::Profile;
 pub use server::ServerConfig;
@@ -33,6 +36,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Every secret the config resolved, for masking text shown to people.
     pub redactor: Redactor,
+    /// The export types profiles can name: built in, and from `plugins_dir`.
+    pub targets: Targets,
 }
 
 /// Where the durable queue lives.
@@ -58,8 +63,12 @@ impl Config {
             text,
             problems: Vec::new(),
             redactor: Redactor::default(),
+            targets: Targets::default(),
         };
         let config = loader.config();
+        if !config.targets.plugins.is_empty() {
+            crate::plugins::mask_in_logs(&config.redactor);
+        }
         if loader.problems.is_empty() {
             Ok(config)
         } else {
@@ -180,7 +189,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Keys allowed at the top of the file.
-const TOP_KEYS: &[&str] = &["store", "test_cards", "server", "profile"];
+const TOP_KEYS: &[&str] = &["store", "test_cards", "server", "plugins_dir", "profile"];
 
 /// Collects problems while reading one file.
 struct Loader<'a> {
@@ -188,6 +197,7 @@ struct Loader<'a> {
     text: &'a str,
     problems: Vec<Problem>,
     redactor: Redactor,
+    targets: Targets,
 }
 
 impl Loader<'_> {
@@ -199,6 +209,7 @@ impl Loader<'_> {
             profiles: Vec::new(),
             server: ServerConfig::default(),
             redactor: Redactor::default(),
+            targets: Targets::default(),
         };
         let table = match self.text.parse::<toml::Table>() {
             Ok(table) => table,
@@ -230,6 +241,9 @@ impl Loader<'_> {
         }
         if let Some(cards) = top.remove("test_cards") {
             config.test_cards = self.test_cards(cards);
+        }
+        if let Some(dir) = top.remove("plugins_dir") {
+            self.targets = self.plugins_dir(dir);
         }
         let profiles = match top.remove("profile") {
             Some(Value::Array(profiles)) => profiles,
@@ -265,6 +279,7 @@ impl Loader<'_> {
             }
         }
         config.redactor = std::mem::take(&mut self.redactor);
+        config.targets = std::mem::take(&mut self.targets);
         config
     }
 

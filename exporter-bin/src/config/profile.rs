@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::Loader;
 use crate::retry::RetryPolicy;
-use crate::targets;
+use crate::targets::Targets;
 
 /// A validated export profile with its target built.
 pub struct Profile {
@@ -200,7 +200,7 @@ impl Loader<'_> {
         problems: &mut Vec<At>,
     ) -> Option<Arc<dyn Exporter>> {
         match self.resolve_settings(settings) {
-            Ok(()) => build_target(name, target_type, settings, problems),
+            Ok(()) => build_target(&self.targets, name, target_type, settings, problems),
             Err((path, message)) => {
                 problems.push(At::new(path.clone(), format!("`{path}`: {message}")));
                 None
@@ -444,20 +444,21 @@ fn retry_policy(keys: &ProfileKeys, problems: &mut Vec<At>) -> Option<RetryPolic
 }
 
 fn build_target(
+    targets: &Targets,
     profile: &str,
     target_type: &str,
     settings: &Map<String, Value>,
     problems: &mut Vec<At>,
 ) -> Option<Arc<dyn Exporter>> {
-    let Some(build) = targets::find(target_type) else {
-        let known = targets::names().join(", ");
+    let Some(target) = targets.find(target_type) else {
+        let known = targets.names().join(", ");
         problems.push(At::new(
             "type",
             format!("unknown export type `{target_type}`; known types: {known}"),
         ));
         return None;
     };
-    let errors = match build(profile, settings) {
+    let errors = match target.build(profile, settings) {
         Ok(exporter) => return Some(Arc::from(exporter)),
         Err(error) => error.into_list(),
     };

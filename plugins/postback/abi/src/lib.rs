@@ -1,0 +1,9 @@
+//! The built-in `postback` target as a shared library: the same code, loaded through the plugin
+//! ABI. A library of this type in the plugins folder is refused while the binary has `postback`
+//! built in.
+
+exporter_core::exporter_plugin! {
+    name: exporter_postback::TYPE,
+    version: env!("CARGO_PKG_VERSION"),
+    build: exporter_postback::build,
+}
