@@ -53,7 +53,7 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         if once {
             engine.run_once().await
         } else {
@@ -72,11 +72,17 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
             });
             engine.run_until(stopped).await
         }
-    })?;
+    });
+    // A plugin call the worker gave up on may still hold a blocking thread; do not wait for it.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    result?;
     let store = store.lock().expect("store lock");
     summary::print(&inputs, &stats, &config, &store, &engine.counts())?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long exit waits for blocking work that outlived the workers (a stuck plugin call).
+pub(super) const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM.
 pub(super) async fn stop_signal() {

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::run::{stop_signal, warn_about_unknown_profiles};
+use super::run::{SHUTDOWN_WAIT, stop_signal, warn_about_unknown_profiles};
 use crate::config::{Config, StoreLocation};
 use crate::server::{self, AppState};
 use crate::store::SqliteStore;
@@ -42,7 +42,7 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         println!("listening on http://{local}");
@@ -74,5 +74,8 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         worked?;
         info!("stopped cleanly");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A plugin call the worker gave up on may still hold a blocking thread; do not wait for it.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    result
 }
