@@ -1541,3 +1541,49 @@ fn new_user_run_delivers_the_crm_export_to_five_profiles() {
         assert_eq!(counts, wanted, "{}:\n{stdout}", profile.name);
     }
 }
+
+#[test]
+fn masks_a_token_inside_a_secret_url_and_escapes_control_characters_from_the_target() {
+    let receiver = Receiver::start_blocking();
+    let echo = "nope: token=urltok-ZXCV-4321 \u{1b}]0;pwned-title\u{7}";
+    receiver.set_default(Reply::status(400).body(echo));
+    let config = r#"
+[[profile]]
+name = "Leads"
+type = "postback"
+url = "env:E2E_SECRET_URL"
+max_attempts = 1
+routes = [ { triggers = ["Partial"] } ]
+mappings = [ { name = "o", field = "orderId" } ]
+"#;
+    let scratch = Scratch::new(config);
+    let events = [json!({"orderId": "A1", "customerType": "Partial"})];
+    scratch.write_events("orders.jsonl", &events);
+    let url = format!("{}?token=urltok-ZXCV-4321", receiver.url("/lead"));
+    let output = scratch
+        .command(&[
+            "run",
+            "--config",
+            "exporter.toml",
+            "--input",
+            "orders.jsonl",
+            "--once",
+        ])
+        .env("E2E_SECRET_URL", &url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        receiver.requests()[0].query_pairs()[0].1,
+        "urltok-ZXCV-4321"
+    );
+    for shown in [&stdout, &stderr, &scratch.store_rows().join("\n")] {
+        assert!(!shown.contains("urltok-ZXCV-4321"), "{shown}");
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown:?}"
+        );
+    }
+    assert!(stdout.contains("token=***"), "{stdout}");
+}

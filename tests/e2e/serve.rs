@@ -464,3 +464,61 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
     assert_eq!(ledger[0]["history"][0]["outcome"], "delivered");
     assert!(server.stop().0);
 }
+
+#[tokio::test]
+async fn refuses_an_idempotency_key_reused_for_other_events() {
+    let scratch = Scratch::new(&config(""));
+    let server = Server::start(&scratch);
+    let url = format!("{}/v1/events", server.base);
+    let send = |body: String| {
+        let request = server.client.post(&url).bearer_auth(TOKEN);
+        request
+            .header("Idempotency-Key", "batch-1")
+            .body(body)
+            .send()
+    };
+    let first = send(event("IK-A", "Chargeback").to_string()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 202);
+    let other = send(event("IK-B", "Chargeback").to_string()).await.unwrap();
+    assert_eq!(other.status().as_u16(), 422);
+    let answer = json_of(other).await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        "{answer}"
+    );
+
+    let (_, answer) = server
+        .post(event("IK-B", "Chargeback").to_string(), Some(TOKEN))
+        .await;
+    assert_eq!(answer["accepted"], 1, "the refused request stored nothing");
+    assert!(server.stop().0);
+}
+
+#[tokio::test]
+async fn takes_a_form_post_and_a_lowercase_scheme_and_refuses_an_empty_body() {
+    let scratch = Scratch::new(&config(""));
+    let server = Server::start(&scratch);
+    let url = format!("{}/v1/events", server.base);
+    let form = server
+        .client
+        .post(&url)
+        .header("Authorization", format!("bearer {TOKEN}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("orderId=F1&customerType=Full+Refund&firstName=Zo%C3%AB")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 202);
+    assert_eq!(json_of(form).await["accepted"], 1);
+
+    let (status, answer) = server.post("  \n", Some(TOKEN)).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("no events"),
+        "{answer}"
+    );
+    assert!(server.stop().0);
+}

@@ -366,6 +366,15 @@ impl Loader<'_> {
         match std::env::var(name) {
             Ok(value) if !value.is_empty() => {
                 self.redactor.add(&value);
+                // A secret URL's password and query values are secrets on their own too.
+                if let Ok(url) = url::Url::parse(&value) {
+                    if let Some(password) = url.password() {
+                        self.redactor.add(password);
+                    }
+                    for (_, query_value) in url.query_pairs() {
+                        self.redactor.add(&query_value);
+                    }
+                }
                 Ok(value)
             }
             Ok(_) => Err(format!("environment variable {name} is empty")),

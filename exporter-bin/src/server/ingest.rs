@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
 use super::{AppState, error_body};
@@ -35,23 +36,47 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let limit = state.config.server.max_body_bytes;
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            let message = format!(
+                "the request body is larger than the limit of {limit} bytes; send smaller batches"
+            );
+            return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&message)).into_response();
+        }
+        Err(_) => {
+            let message = format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            );
+            return (StatusCode::REQUEST_TIMEOUT, error_body(&message)).into_response();
+        }
+    };
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(key) = &key {
+        .map(|key| (key.to_owned(), body_hash(&bytes)));
+    if let Some((key, hash)) = &key {
         match state.find_response(key.clone()).await {
-            Ok(Some(saved)) => return replayed(saved),
+            Ok(Some((_, Some(saved_hash)))) if saved_hash != *hash => {
+                let message = "this Idempotency-Key was already used for a different request; \
+                    send new events with a new key";
+                return (StatusCode::UNPROCESSABLE_ENTITY, error_body(message)).into_response();
+            }
+            Ok(Some((saved, _))) => return replayed(saved),
             Ok(None) => {}
             Err(response) => return response,
         }
     }
-    let limit = state.config.server.max_body_bytes;
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        let message = format!(
-            "the request body is larger than the limit of {limit} bytes; send smaller batches"
-        );
-        return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&message)).into_response();
+    if bytes.trim_ascii().is_empty() {
+        let message = "the request body holds no events";
+        return (StatusCode::BAD_REQUEST, error_body(message)).into_response();
+    }
+    let bytes = if is_form(&headers) {
+        form_event(&bytes)
+    } else {
+        bytes.to_vec()
     };
     let config = state.config.clone();
     let max = config.server.max_batch_events;
@@ -78,14 +103,41 @@ pub async fn post_events(
     accept(&state, planned, key).await
 }
 
+/// How long a client may take to send a request body.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The SHA-256 of a request body, in hex: what an `Idempotency-Key` is remembered with.
+fn body_hash(body: &[u8]) -> String {
+    Sha256::digest(body)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// True for a form-encoded body, as a CRM export profile with a header mapping posts.
+fn is_form(headers: &HeaderMap) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    content_type.is_some_and(|value| {
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    })
+}
+
+/// One event, as JSON, from URL-encoded name and value pairs.
+fn form_event(pairs: &[u8]) -> Vec<u8> {
+    let mut event = Map::new();
+    for (name, value) in url::form_urlencoded::parse(pairs) {
+        event.insert(name.into_owned(), Value::String(value.into_owned()));
+    }
+    serde_json::to_vec(&Value::Object(event)).expect("a map serializes")
+}
+
 /// Builds one event from the query string, as a CRM export profile sends a postback.
 pub async fn get_event(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
-    let mut event = Map::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        event.insert(name.into_owned(), Value::String(value.into_owned()));
-    }
-    let body = serde_json::to_vec(&Value::Object(event)).expect("a map serializes");
+    let body = form_event(query.as_bytes());
     let config = state.config.clone();
     match ingest::plan_body(&config, &body, 1) {
         Ok(planned) => accept(&state, planned, None).await,
@@ -94,7 +146,7 @@ pub async fn get_event(State(state): State<AppState>, RawQuery(query): RawQuery)
 }
 
 /// Commits the planned events and answers with what happened to them.
-async fn accept(state: &AppState, planned: Planned, key: Option<String>) -> Response {
+async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)>) -> Response {
     let Planned { events, rejected } = planned;
     if events.is_empty() && !rejected.is_empty() {
         let body = Accepted {
@@ -154,7 +206,7 @@ async fn accept(state: &AppState, planned: Planned, key: Option<String>) -> Resp
     );
     let text = serde_json::to_string(&answer).expect("the answer serializes");
     let saved = match key {
-        Some(key) => state.save_response(key, text.clone()).await.is_ok(),
+        Some((key, hash)) => state.save_response(key, hash, text.clone()).await.is_ok(),
         None => true,
     };
     if !saved {

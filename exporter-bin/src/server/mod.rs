@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::warn;
 
 use crate::config::Config;
 use crate::store::{SqliteStore, StoreError, now_ms};
@@ -65,13 +66,16 @@ impl AppState {
         }
     }
 
-    async fn find_response(&self, key: String) -> Result<Option<String>, Response> {
+    async fn find_response(
+        &self,
+        key: String,
+    ) -> Result<Option<(String, Option<String>)>, Response> {
         self.with_store(move |store| store.find_response(&key))
             .await
     }
 
-    async fn save_response(&self, key: String, text: String) -> Result<(), Response> {
-        self.with_store(move |store| store.save_response(&key, &text, now_ms()))
+    async fn save_response(&self, key: String, hash: String, text: String) -> Result<(), Response> {
+        self.with_store(move |store| store.save_response(&key, &hash, &text, now_ms()))
             .await
     }
 }
@@ -95,19 +99,34 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long requests in flight may take to finish once shutdown began.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves the API on `listener` until `shutdown` turns true, then lets requests in flight
-/// finish.
+/// finish, for at most [`DRAIN_LIMIT`]: a client that stalls mid-body cannot hold the exit.
+/// A request cut off then was never answered 202, so nothing acknowledged is lost.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let mut stopping = shutdown.clone();
+    let mut draining = shutdown;
     let stop = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
+        let _ = stopping.wait_for(|stop| *stop).await;
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop);
+    let limit = async move {
+        let _ = draining.wait_for(|stop| *stop).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        result = served.into_future() => result,
+        () = limit => {
+            warn!("requests still unanswered after 30 s of shutdown are closed; they were not acknowledged");
+            Ok(())
+        }
+    }
 }
 
 /// Starts the group committer; each commit wakes the workers.

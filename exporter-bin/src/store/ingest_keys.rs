@@ -10,25 +10,31 @@ use rusqlite::{OptionalExtension, params};
 use super::{SqliteStore, StoreError};
 
 impl SqliteStore {
-    /// The answer saved for `key`, if any.
-    pub fn find_response(&self, key: &str) -> Result<Option<String>, StoreError> {
+    /// The answer saved for `key` and the hash of the request it answered, if any.
+    pub fn find_response(&self, key: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
         self.conn
             .query_row(
-                "SELECT response FROM ingest_keys WHERE key = ?1",
+                "SELECT response, body_hash FROM ingest_keys WHERE key = ?1",
                 [key],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
             .map_err(|e| self.sql(e))
     }
 
     /// Saves the answer given to `key`; the first answer saved wins.
-    pub fn save_response(&mut self, key: &str, response: &str, at: i64) -> Result<(), StoreError> {
+    pub fn save_response(
+        &mut self,
+        key: &str,
+        body_hash: &str,
+        response: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT INTO ingest_keys (key, response, created_at) VALUES (?1, ?2, ?3)
+                "INSERT INTO ingest_keys (key, response, created_at, body_hash) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (key) DO NOTHING",
-                params![key, response, at],
+                params![key, response, at, body_hash],
             )
             .map(drop)
             .map_err(|e| self.sql(e))

@@ -3,7 +3,8 @@
 /// Each entry upgrades the schema from its index to the next version. Version 2 pins the
 /// deliveries of a batch target's batch together, so a failed batch is retried whole. Version 3
 /// keeps the answer given to each `Idempotency-Key` of the ingest API. Version 4 holds paused
-/// profiles and indexes the ledger for operators.
+/// profiles and indexes the ledger for operators. Version 5 keeps a hash of the request each
+/// `Idempotency-Key` answered, so a key reused for another request is refused.
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE events (
@@ -69,5 +70,8 @@ CREATE TABLE profile_controls (
 );
 CREATE INDEX deliveries_delivered ON deliveries (profile, updated_at) WHERE state = 'delivered';
 CREATE INDEX deliveries_by_order ON deliveries (order_id);
+"#,
+    r#"
+ALTER TABLE ingest_keys ADD COLUMN body_hash TEXT;
 "#,
 ];

@@ -534,12 +534,40 @@ async fn deliver(profile: &Profile, batch: &Batch) -> Vec<Outcome> {
 }
 
 /// Masks secrets and keeps the first [`MESSAGE_CHARS`] characters.
+///
+/// A target's words reach operators' terminals, so control characters (an escape sequence
+/// could retitle or recolor the terminal) are shown escaped, as `\u{1b}`.
 fn shorten(redactor: &Redactor, message: &str) -> String {
     let redacted = redactor.redact(message);
     let mut chars = redacted.chars();
-    let mut short: String = chars.by_ref().take(MESSAGE_CHARS).collect();
+    let mut short = String::new();
+    for c in chars.by_ref().take(MESSAGE_CHARS) {
+        if c.is_control() {
+            short.extend(c.escape_unicode());
+        } else {
+            short.push(c);
+        }
+    }
     if chars.next().is_some() {
         short.push('…');
     }
     short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortened_messages_mask_secrets_and_escape_control_characters() {
+        let mut redactor = Redactor::default();
+        redactor.add("tok-12345");
+        let message = "bad \u{1b}]0;pwned\u{7} token=tok-12345";
+        assert_eq!(
+            shorten(&redactor, message),
+            "bad \\u{1b}]0;pwned\\u{7} token=***"
+        );
+        let long = "x".repeat(MESSAGE_CHARS + 5);
+        assert_eq!(shorten(&redactor, &long).chars().count(), MESSAGE_CHARS + 1);
+    }
 }

@@ -11,7 +11,7 @@ use exporter_core::{
 use futures_util::stream::{self, StreamExt};
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use reqwest::{Client, Method, Response, redirect};
-use url::form_urlencoded;
+use url::Url;
 
 use crate::config::Target;
 use crate::error::PostbackError;
@@ -62,7 +62,7 @@ impl PostbackExporter {
             Err(error) if error.is_permanent() => Outcome::failed(None, error.to_string()),
             Err(error) => Outcome::retry(None, error.to_string()),
         };
-        let outcome = redact(record, outcome);
+        let outcome = redact(&self.target.url, record, outcome);
         tracing::debug!(
             profile = %self.profile,
             order_id = %record.order_id,
@@ -228,11 +228,13 @@ async fn read_body(response: &mut Response) -> Result<Vec<u8>, reqwest::Error> {
 
 /// Masks the record's secrets in the outcome's message, as sent and as URL-encoded, in case
 /// the target echoes the request back.
-fn redact(record: &Record, mut outcome: Outcome) -> Outcome {
+fn redact(url: &Url, record: &Record, mut outcome: Outcome) -> Outcome {
     let mut redactor = Redactor::default();
     for field in record.fields.iter().filter(|field| field.secret) {
         redactor.add(&field.value);
-        redactor.add(&form_urlencoded::byte_serialize(field.value.as_bytes()).collect::<String>());
+    }
+    if let Some(password) = url.password() {
+        redactor.add(password);
     }
     outcome.message = redactor.redact(&outcome.message).into_owned();
     outcome
@@ -255,7 +257,10 @@ mod tests {
             order_id: "o".into(),
             fields: vec![secret],
         };
-        let outcome = Outcome::retry(Some(400), "bad token p@ss word / p%40ss+word");
-        assert_eq!(redact(&record, outcome).message, "bad token *** / ***");
+        let url = Url::parse("http://user:url-pass-77@127.0.0.1/x").unwrap();
+        let message = "bad token p@ss word / p%40ss+word / \"p@ss word\" url-pass-77 / p@s…";
+        let outcome = Outcome::retry(Some(400), message);
+        let expected = "bad token *** / *** / \"***\" *** / ***…";
+        assert_eq!(redact(&url, &record, outcome).message, expected);
     }
 }

@@ -288,8 +288,13 @@ fn append_query(url: &mut Url, params: &[(&str, String)]) {
 
 impl fmt::Display for PostbackRequest {
     /// The request as it goes on the wire, roughly: request line, headers, blank line, body.
+    /// A password in the URL is shown as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} {}", self.method.as_str(), self.url)?;
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        writeln!(f, "{} {url}", self.method.as_str())?;
         for (name, value) in &self.headers {
             writeln!(f, "{name}: {value}")?;
         }
