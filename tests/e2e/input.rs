@@ -1026,7 +1026,7 @@ mappings = [
     scratch.write("orders.jsonl", &orders);
     let (stdout, _) = succeeds(&preview(&scratch, "Sheet", "orders.jsonl"));
 
-    let expected = "file sheets/partials_0001.csv (UTF-8, LF line ends)\n\
+    let expected = "file sheets/partials_31126455.csv (UTF-8, LF line ends)\n\
                     order_id;name\nP-1;Ana Lee & Co\nP-2;Ana Lee & Co\n";
     assert!(stdout.contains(expected), "{stdout}");
     assert!(!scratch.path("sheets").exists(), "a preview writes no file");

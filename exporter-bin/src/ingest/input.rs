@@ -112,6 +112,9 @@ pub fn read_from<E>(
         error,
     };
     skip_bom_and_space(&mut reader).map_err(io_error)?;
+    if reader.fill_buf().map_err(io_error)?.first() == Some(&b'[') {
+        return read_array_or_lines(reader, name, &mut each);
+    }
     let mut lines = Lines {
         reader,
         name,
@@ -119,6 +122,98 @@ pub fn read_from<E>(
         document_allowed: true,
     };
     lines.read(&mut each)
+}
+
+/// An input that starts with `[`: JSON lines when its first line is JSON on its own, otherwise
+/// one array, read element by element so an array of any size streams.
+fn read_array_or_lines<E>(
+    mut reader: Box<dyn BufRead + '_>,
+    name: &str,
+    each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
+) -> Result<Result<(), E>, InputError> {
+    let io_error = |error| InputError::Io {
+        input: name.to_owned(),
+        error,
+    };
+    let mut first = Vec::new();
+    let limit = MAX_LINE_BYTES as u64 + 1;
+    reader
+        .by_ref()
+        .take(limit)
+        .read_until(b'\n', &mut first)
+        .map_err(io_error)?;
+    let whole_line = first.len() <= MAX_LINE_BYTES;
+    let lines_file = whole_line && matches!(parse_line(&first), Line::Value(_)) && {
+        // One array on one line and nothing after it is an array file, not JSON lines.
+        !reader.fill_buf().map_err(io_error)?.trim_ascii().is_empty()
+    };
+    let rest = std::io::Cursor::new(first).chain(reader);
+    if lines_file {
+        let mut lines = Lines {
+            reader: Box::new(BufReader::new(rest)),
+            name,
+            number: 0,
+            document_allowed: false,
+        };
+        return lines.read(each);
+    }
+    stream_array(BufReader::new(rest), name, each)
+}
+
+/// Calls `each` for every element of the JSON array `reader` holds, without holding the array.
+fn stream_array<E>(
+    reader: impl Read,
+    name: &str,
+    each: &mut impl FnMut(Position, Result<Value, String>) -> Result<(), E>,
+) -> Result<Result<(), E>, InputError> {
+    let json_error = |error| InputError::Json {
+        input: name.to_owned(),
+        error,
+    };
+    let mut stopped = None;
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let elements = Elements {
+        each,
+        stopped: &mut stopped,
+        count: 0,
+    };
+    let read = serde::Deserializer::deserialize_seq(&mut deserializer, elements);
+    // Stopped on purpose: the rest of the array was not read, which is no error.
+    if let Some(stop) = stopped {
+        return Ok(Err(stop));
+    }
+    read.map_err(json_error)?;
+    deserializer.end().map_err(json_error)?;
+    Ok(Ok(()))
+}
+
+/// A visitor that hands each element of an array to `each` as it is read.
+struct Elements<'a, F, E> {
+    each: &'a mut F,
+    stopped: &'a mut Option<E>,
+    count: usize,
+}
+
+impl<'de, F, E> serde::de::Visitor<'de> for Elements<'_, F, E>
+where
+    F: FnMut(Position, Result<Value, String>) -> Result<(), E>,
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of order events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(value) = seq.next_element::<Value>()? {
+            self.count += 1;
+            if let Err(stop) = (self.each)(Position::Item(self.count), Ok(value)) {
+                *self.stopped = Some(stop);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads an input line by line.
@@ -157,6 +252,9 @@ impl Lines<'_, '_> {
             let number = self.number;
             let item = match parse_line(&line) {
                 Line::Blank => continue,
+                Line::TooLong if number == 1 && self.document_allowed => {
+                    return self.document_or_lines(line, each);
+                }
                 Line::TooLong => {
                     self.reader.skip_until(b'\n').map_err(io_error)?;
                     Err(format!("line is longer than {} MiB", MAX_LINE_BYTES >> 20))
@@ -392,6 +490,30 @@ mod tests {
     }
 
     #[test]
+    fn streams_an_array_on_one_line_longer_than_the_line_limit() {
+        let item = format!("{{\"pad\": \"{}\"}}", "x".repeat(1 << 20));
+        let array = format!("[{}]", vec![item; 20].join(","));
+        let items = read_text(array.as_bytes()).unwrap();
+        assert_eq!(items.len(), 20);
+        assert!(items.iter().all(|(_, item)| item.is_ok()));
+    }
+
+    #[test]
+    fn reads_a_query_page_on_one_line_longer_than_the_line_limit() {
+        let item = format!("{{\"pad\": \"{}\"}}", "x".repeat(1 << 20));
+        let data = vec![item; 20].join(",");
+        let page = format!("{{\"result\": \"SUCCESS\", \"message\": {{\"data\": [{data}]}}}}");
+        assert_eq!(read_text(page.as_bytes()).unwrap().len(), 20);
+    }
+
+    #[test]
+    fn reads_a_json_lines_file_whose_first_line_is_an_array() {
+        let items = read_text(b"[1, 2]\n{\"a\": 3}\n").unwrap();
+        let positions: Vec<String> = items.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(positions, ["line 1 item 1", "line 1 item 2", "line 2"]);
+    }
+
+    #[test]
     fn reads_a_pretty_printed_json_array() {
         let items = read_text(b"[\n  {\"a\": 1},\n  {\"a\": 2}\n]\n").unwrap();
         assert_eq!(items.len(), 2);
@@ -415,7 +537,7 @@ mod tests {
     fn reads_a_json_array() {
         let items = read_text(b"  [ {\"a\": 1}, {\"a\": 2} ]").unwrap();
         assert_eq!(items.len(), 2);
-        assert_eq!(items[1].0, Position::LineItem(1, 2));
+        assert_eq!(items[1].0, Position::Item(2));
     }
 
     #[test]

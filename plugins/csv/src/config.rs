@@ -28,7 +28,9 @@ pub struct CsvConfig {
     pub dir: PathBuf,
 
     /// Name of each file, with `{profile}`, `{timestamp}`, `{date}` and `{seq}` placeholders.
-    /// A name already taken is never overwritten: the next `{seq}`, or a `-2` suffix, is used.
+    /// A name already taken is never overwritten: the next `{seq}`, or a `-2` suffix, is used;
+    /// a file there with the very same body is this batch's own, from an attempt whose success
+    /// was not recorded, and counts as written.
     #[serde(default, deserialize_with = "template")]
     pub file_name: FileNameTemplate,
 

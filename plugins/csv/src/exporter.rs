@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use exporter_core::{Batch, Batching, BoxFuture, Exporter, Outcome, Record, SettingsError};
+use exporter_core::{Batch, Batching, BoxFuture, Exporter, Outcome, SettingsError};
 use jiff::Timestamp;
 use tracing::{debug, warn};
 
@@ -42,8 +42,6 @@ pub struct CsvExporter {
     file_name: FileNameTemplate,
     format: CsvFormat,
     flush_interval: Duration,
-    /// The `{seq}` of the next flush; starts at 1 and only grows.
-    next_seq: AtomicU64,
 }
 
 impl CsvExporter {
@@ -63,25 +61,25 @@ impl CsvExporter {
             flush_interval: config.flush_interval(),
             dir: config.dir,
             file_name: config.file_name,
-            next_seq: AtomicU64::new(1),
         })
     }
 
-    fn flush_for(&self, body: Vec<u8>, at: Timestamp) -> Flush {
+    fn flush_for(&self, body: Vec<u8>, batch: &Batch) -> Flush {
         Flush {
             dir: self.dir.clone(),
             file_name: self.file_name.clone(),
             profile: self.profile.clone(),
-            at,
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            at: batch_time(batch),
+            seq: batch.seq(),
             body,
         }
     }
 
-    /// The path the next flush would try, and how its bytes are laid out.
-    fn preview_heading(&self, at: Timestamp) -> String {
-        let seq = self.next_seq.load(Ordering::Relaxed);
-        let name = self.file_name.render(&self.profile, at, seq);
+    /// The path a flush of `batch` would try first, and how its bytes are laid out.
+    fn preview_heading(&self, batch: &Batch) -> String {
+        let name = self
+            .file_name
+            .render(&self.profile, batch_time(batch), batch.seq());
         let path = self.dir.join(name);
         let bom = if self.format.bom { " with BOM" } else { "" };
         let line_ends = if self.format.crlf { "CRLF" } else { "LF" };
@@ -91,22 +89,21 @@ impl CsvExporter {
         )
     }
 
-    /// Notes a file written under `{seq}` = `seq`, so later flushes start after it.
-    fn written(&self, path: &Path, seq: u64, records: usize) -> Outcome {
-        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
+    fn written(&self, path: &Path, records: usize) -> Outcome {
         let path = path.display();
         debug!(profile = %self.profile, %path, records, "csv file written");
         Outcome::delivered(None, path.to_string())
     }
 
-    async fn write(&self, records: &[Record], at: Timestamp) -> Vec<Outcome> {
+    async fn write(&self, batch: &Batch) -> Vec<Outcome> {
+        let records = &batch.records;
         let body = match writer::render_csv(records, &self.format) {
             Ok(body) => body,
             Err(error) => return vec![Outcome::failed(None, error.to_string()); records.len()],
         };
-        let flush = self.flush_for(body, at);
+        let flush = self.flush_for(body, batch);
         let outcome = match tokio::task::spawn_blocking(move || flush.run()).await {
-            Ok(Ok((path, seq))) => self.written(&path, seq, records.len()),
+            Ok(Ok(path)) => self.written(&path, records.len()),
             Ok(Err(error)) => Outcome::retry(None, error.to_string()),
             Err(join) => {
                 let message = format!("write csv file in {}: {join}", self.dir.display());
@@ -123,7 +120,7 @@ impl Exporter for CsvExporter {
             if batch.records.is_empty() {
                 return Vec::new();
             }
-            self.write(&batch.records, batch_time(batch)).await
+            self.write(batch).await
         })
     }
 
@@ -135,7 +132,7 @@ impl Exporter for CsvExporter {
         match writer::render_csv_masked(records, &self.format) {
             Ok(body) => {
                 let text = String::from_utf8_lossy(body.strip_prefix(BOM).unwrap_or(&body));
-                format!("{}\n{text}", self.preview_heading(batch_time(batch)))
+                format!("{}\n{text}", self.preview_heading(batch))
             }
             Err(error) => format!("no file would be written: {error}\n"),
         }
@@ -164,8 +161,8 @@ struct Flush {
 }
 
 impl Flush {
-    /// Writes the file; returns its path and the `{seq}` its name used.
-    fn run(self) -> Result<(PathBuf, u64), CsvError> {
+    /// Writes the file; returns its path.
+    fn run(self) -> Result<PathBuf, CsvError> {
         fs::create_dir_all(&self.dir).map_err(|source| CsvError::CreateDir {
             path: self.dir.clone(),
             source,
@@ -175,7 +172,7 @@ impl Flush {
         let temp = self.write_temp(&first)?;
         let published = self.publish(&temp);
         remove_leftover(&temp);
-        let (path, seq) = published?;
+        let path = published?;
 
         if let Err(source) = sync_dir(&self.dir) {
             remove_leftover(&path);
@@ -184,7 +181,7 @@ impl Flush {
                 source,
             });
         }
-        Ok((path, seq))
+        Ok(path)
     }
 
     /// Writes and syncs the body under a new hidden name; removes it again on failure.
@@ -217,14 +214,22 @@ impl Flush {
     }
 
     /// Links the temporary file to the first free final name.
-    fn publish(&self, temp: &Path) -> Result<(PathBuf, u64), CsvError> {
+    ///
+    /// A file already there with exactly this body is this batch's own, written by an attempt
+    /// whose success was never recorded: it counts as written, so a retry adds no copy.
+    fn publish(&self, temp: &Path) -> Result<PathBuf, CsvError> {
         let mut last = PathBuf::new();
         let candidates = self.file_name.candidates(&self.profile, self.at, self.seq);
-        for (seq, name) in candidates.take(NAME_TRIES) {
+        for (_, name) in candidates.take(NAME_TRIES) {
             let path = self.dir.join(name);
             match fs::hard_link(temp, &path) {
-                Ok(()) => return Ok((path, seq)),
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = path,
+                Ok(()) => return Ok(path),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                    if fs::read(&path).is_ok_and(|existing| existing == self.body) {
+                        return Ok(path);
+                    }
+                    last = path;
+                }
                 Err(source) => return Err(CsvError::Publish { path, source }),
             }
         }

@@ -145,7 +145,7 @@ fn names(record: &Record) -> Vec<String> {
 /// - `{profile}`: the profile name made file safe (see [`file_safe`]);
 /// - `{timestamp}`: the flush time in UTC, `20261204T153000Z`;
 /// - `{date}`: the flush date in UTC, `20261204`;
-/// - `{seq}`: the flush counter, zero-padded to 4 digits, `0001`.
+/// - `{seq}`: 8 digits derived from the batch, the same when a batch is retried.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FileNameTemplate {
     source: String,

@@ -6,7 +6,7 @@
 //! 1. The records are rendered by the `csv` target's code: the same bytes a `csv` profile
 //!    with the same layout keys writes.
 //! 2. The name comes from `file_name`, with `{timestamp}` the time the batch was formed and
-//!    `{seq}` an 8-digit number derived from the batch id (see [`batch_seq`]). The host
+//!    `{seq}` an 8-digit number derived from the batch id (see [`exporter_core::record::batch_seq`]). The host
 //!    retries a failed batch whole, with the same id and time, so a retry uses the same name.
 //! 3. The body is uploaded as `.NAME.part` (hidden, and not matching `*.csv`), replacing any
 //!    leftover of an interrupted attempt of the same batch.
@@ -36,12 +36,6 @@ use crate::session::Session;
 /// `.part` under the usual 255-byte limit.
 const MAX_NAME_BYTES: usize = 200;
 
-/// `{seq}` values are 8 digits: from this number...
-const SEQ_BASE: u64 = 10_000_000;
-
-/// ...up to this many values after it.
-const SEQ_SPAN: u64 = 90_000_000;
-
 /// What the probe file of `check --connect` holds.
 const PROBE_BODY: &[u8] = b"exporter connection check; safe to delete\n";
 
@@ -55,7 +49,9 @@ pub struct FtpExporter {
 impl FtpExporter {
     /// The target for `profile`; checks that its file names are usable, does no I/O.
     pub fn new(profile: &str, config: FtpConfig) -> Result<Self, SettingsError> {
-        let sample = config.file_name.render(profile, Timestamp::now(), SEQ_BASE);
+        let sample = config
+            .file_name
+            .render(profile, Timestamp::now(), 10_000_000);
         if matches!(sample.as_str(), "" | "." | "..") || sample.len() > MAX_NAME_BYTES {
             let message = format!(
                 "renders as {sample:?} for profile {profile:?}; a file name needs 1 to \
@@ -77,7 +73,7 @@ impl FtpExporter {
     /// The name of the batch's file: the same on every attempt of the batch.
     pub fn file_name(&self, batch: &Batch) -> String {
         let at = batch_time(batch);
-        let seq = batch_seq(&batch.id);
+        let seq = batch.seq();
         self.config.file_name.render(&self.profile, at, seq)
     }
 
@@ -250,20 +246,6 @@ fn batch_time(batch: &Batch) -> Timestamp {
     Timestamp::from_millisecond(batch.created_at_ms).unwrap_or_else(|_| Timestamp::now())
 }
 
-/// The `{seq}` of a batch: 8 digits derived from its id with 64-bit FNV-1a, a hash fixed by
-/// its definition, so the same batch gets the same number in any process and version.
-///
-/// Two batches formed in the same second share a name only if their numbers collide, about
-/// one chance in 90 million.
-pub fn batch_seq(batch_id: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in batch_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    SEQ_BASE + hash % SEQ_SPAN
-}
-
 /// The hidden name a file is uploaded under before it is renamed.
 pub fn temp_name(name: &str) -> String {
     format!(".{name}.part")
@@ -280,6 +262,7 @@ fn probe_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use exporter_core::record::batch_seq;
     use exporter_core::{Field, Record};
     use serde_json::json;
 

@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 
 pub use config::{FtpConfig, MAX_TIMEOUT_SECS, Password, TlsMode};
 pub use error::{FtpError, Step};
-pub use exporter::{FtpExporter, batch_seq, temp_name};
+pub use exporter::{FtpExporter, temp_name};
+pub use exporter_core::record::batch_seq;
 
 /// The `type` that selects this target in a profile.
 pub const TYPE: &str = "ftp";
