@@ -28,6 +28,7 @@ pub fn plan(config: &Config, event: &OrderEvent, received_at: i64) -> NewEvent {
         test_order,
         received_at,
         body: event.to_json(),
+        date_updated: event.text("dateUpdated").map(|text| text.into_owned()),
         deliveries,
     }
 }

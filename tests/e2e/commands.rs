@@ -99,3 +99,19 @@ fn check_refuses_an_invalid_config_with_exit_code_2_listing_every_problem() {
     let excel = "exporter.toml:23: profile \"Sheet\": key `excel`";
     assert!(stderr.contains(excel), "{stderr}");
 }
+
+#[test]
+fn check_stops_quietly_when_its_reader_closes_the_pipe() {
+    let example = std::fs::read_to_string(repo_root().join("examples/exporter.toml")).unwrap();
+    let scratch = Scratch::new(&example);
+    let mut child = scratch
+        .command(&["check", "--config", "exporter.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&output);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

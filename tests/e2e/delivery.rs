@@ -1324,11 +1324,16 @@ fn stored_events(all: &[Value]) -> Vec<&Value> {
 }
 
 /// Routes every stored event: test orders are counted, delayed ones wait, and an event whose
-/// order's latest stored event no longer matches the profile is superseded.
+/// order's latest stored event (the last updated, `dateUpdated`, then the last in the file) no
+/// longer matches the profile is superseded.
 fn expected_outcome<'a>(profile: &Expected, stored: &[&'a Value]) -> Outcome<'a> {
-    let mut latest = HashMap::new();
+    let mut latest: HashMap<String, usize> = HashMap::new();
     for (index, event) in stored.iter().enumerate() {
-        latest.insert(field_text(event, "orderId"), index);
+        let key = |i: usize| (field_text(stored[i], "dateUpdated"), i);
+        let entry = latest.entry(field_text(event, "orderId")).or_insert(index);
+        if key(index) > key(*entry) {
+            *entry = index;
+        }
     }
     let mut outcome = Outcome::default();
     for (index, event) in stored.iter().enumerate() {
@@ -1340,7 +1345,7 @@ fn expected_outcome<'a>(profile: &Expected, stored: &[&'a Value]) -> Outcome<'a>
             outcome.test_orders += 1;
         } else if profile.delayed {
             outcome.scheduled += 1;
-        } else if last > index && !profile.routes(stored[last]) {
+        } else if last != index && !profile.routes(stored[last]) {
             outcome.superseded += 1;
         } else {
             outcome.sent.push(event);

@@ -108,11 +108,15 @@ fn expected_rows(events: &[Value]) -> (BTreeSet<Row>, usize) {
             seen.insert(key)
         })
         .collect();
-    let latest: HashMap<String, usize> = stored
-        .iter()
-        .enumerate()
-        .map(|(index, event)| (field(event, "orderId"), index))
-        .collect();
+    // The latest event of an order: the last updated (`dateUpdated`), then the last in the file.
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    for (index, event) in stored.iter().enumerate() {
+        let key = |i: usize| (field(stored[i], "dateUpdated"), i);
+        let entry = latest.entry(field(event, "orderId")).or_insert(index);
+        if key(index) > key(*entry) {
+            *entry = index;
+        }
+    }
     let mut rows = BTreeSet::new();
     let mut superseded = 0;
     for (index, event) in stored.iter().enumerate() {
@@ -123,7 +127,7 @@ fn expected_rows(events: &[Value]) -> (BTreeSet<Row>, usize) {
             continue;
         }
         let last = latest[&field(event, "orderId")];
-        if last > index && !routed(stored[last]) {
+        if last != index && !routed(stored[last]) {
             superseded += 1;
             continue;
         }

@@ -1057,3 +1057,29 @@ fn previewing_an_order_that_matches_no_route_says_so() {
     );
     assert!(receiver.requests().is_empty(), "a preview sends nothing");
 }
+
+#[test]
+fn refuses_mappings_that_would_replace_protocol_headers_or_name_an_unknown_method() {
+    let bad = r#"[[profile]]
+name = "Leads"
+type = "postback"
+url = "http://127.0.0.1:9/lead"
+routes = [ { triggers = ["Partial"] } ]
+mappings = [
+  { name = "id", field = "orderId" },
+  { name = "header:Content-Length", value = "5" },
+  { name = "header:idempotency-key", value = "mine" },
+  { name = "header:httpMethod", value = "FETCH" },
+]
+"#;
+    let report = refuses_config(bad);
+    assert_problem_count(&report, 3);
+    let expected = [
+        ("Content-Length", "computed from the body"),
+        ("idempotency-key", "the delivery's own id"),
+        ("FETCH", "expected one of GET, POST, PUT, PATCH, DELETE"),
+    ];
+    for (needle, fragment) in expected {
+        assert_problem(&report, line_with(bad, needle), Some("Leads"), &[fragment]);
+    }
+}

@@ -359,7 +359,9 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
     };
     let mut text = scrape().await;
     for _ in 0..100 {
-        if text.contains("exporter_deliveries_total{profile=\"Leads\",outcome=\"delivered\"} 2") {
+        // The counters move as answers arrive; the queue once their outcomes are committed.
+        let delivered = "exporter_deliveries_total{profile=\"Leads\",outcome=\"delivered\"} 2";
+        if text.contains(delivered) && text.contains("exporter_queue_depth{profile=\"Leads\"} 0") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

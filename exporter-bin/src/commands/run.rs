@@ -100,7 +100,7 @@ pub(super) fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) 
         return;
     };
     for (name, pending) in names {
-        if config.profile(&name).is_none() {
+        if !config.profiles.iter().any(|profile| profile.name == name) {
             warn!(profile = %name, pending, "the store has pending deliveries for a profile that is not in the config; they are kept and not sent");
         }
     }

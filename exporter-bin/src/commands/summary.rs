@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::table;
 use crate::config::Config;
 use crate::ingest::{ImportStats, Input};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{SqliteStore, StoreError, now_ms};
 use crate::worker::RunCounts;
 
 /// The count columns of the table.
@@ -77,8 +77,14 @@ pub fn print(
         ]);
         if queue.scheduled > 0 {
             let next = queue.next_due.map(format_time).unwrap_or_default();
+            let when = match queue.next_due {
+                // Due already: held behind an earlier event of the same order, or the run
+                // stopped before reaching them.
+                Some(at) if at <= now_ms() => format!("due since {next}"),
+                _ => format!("next due {next}"),
+            };
             notes.push(format!(
-                "{}: {} scheduled later, next due {next}",
+                "{}: {} not attempted yet, {when}",
                 profile.name, queue.scheduled
             ));
         }

@@ -9,6 +9,8 @@
 mod locate;
 mod plugins_dir;
 mod profile;
+#[cfg(test)]
+mod properties;
 mod server;
 
 use std::fmt;
@@ -85,9 +87,11 @@ impl Config {
         }
     }
 
-    /// The profile with this name.
+    /// The profile with this name, ignoring case as profile names are unique that way.
     pub fn profile(&self, name: &str) -> Option<&Profile> {
-        self.profiles.iter().find(|p| p.name == name)
+        self.profiles
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name.trim()))
     }
 }
 
@@ -432,8 +436,10 @@ impl Loader<'_> {
 }
 
 /// The 1-based line of a byte offset.
+/// An offset at the very end of a file that ends in a newline is on the last line.
 fn line_at(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    let line = text[..offset.min(text.len())].matches('\n').count() + 1;
+    line.min(text.lines().count().max(1))
 }
 
 /// Converts TOML to JSON, the form targets and the store take. Datetimes become text.

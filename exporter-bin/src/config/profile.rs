@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use exporter_core::{Exporter, Mapping, Route, SettingsError, Trigger, parse_settings, trigger};
+use exporter_core::mapping::Part;
+use exporter_core::{
+    Exporter, Mapping, MappingSource, Route, SettingsError, Trigger, parse_settings, trigger,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -286,6 +289,7 @@ impl Loader<'_> {
             }
         };
         let mapping = mapping.map_err(|e| At::new("", e.to_string()))?;
+        check_pseudo_header(&mapping)?;
         match &keys.default {
             None => Ok(mapping),
             Some(value) => match scalar_text(value) {
@@ -383,13 +387,63 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// Headers the exporter sets itself: a mapping cannot replace them.
+const RESERVED_HEADERS: &[(&str, &str)] = &[
+    ("content-length", "it is computed from the body"),
+    ("transfer-encoding", "it is set by the HTTP client"),
+    ("connection", "it is set by the HTTP client"),
+    ("host", "it comes from `url`"),
+    (
+        "idempotency-key",
+        "it is the delivery's own id, the same on every attempt",
+    ),
+];
+
 fn check_header_name(name: &str) -> Result<(), At> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
         let message = format!("`header:{name}` is not a valid HTTP header name");
         return Err(At::new("name", message));
     }
+    if let Some((_, why)) = RESERVED_HEADERS
+        .iter()
+        .find(|(h, _)| h.eq_ignore_ascii_case(name))
+    {
+        let message = format!("`header:{name}` cannot be mapped: {why}");
+        return Err(At::new("name", message));
+    }
     Ok(())
+}
+
+/// A static `header:httpMethod` or `header:httpMethodType` must name a value the postback
+/// rules know; one built from order fields is checked when it is sent.
+fn check_pseudo_header(mapping: &Mapping) -> Result<(), At> {
+    let allowed: &[&str] = match mapping.name().to_ascii_lowercase().as_str() {
+        "header:httpmethod" => &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        "header:httpmethodtype" => &["GET", "POST"],
+        _ => return Ok(()),
+    };
+    let MappingSource::Template(parts) = mapping.source() else {
+        return Ok(());
+    };
+    let literal: Option<String> = parts
+        .iter()
+        .map(|part| match part {
+            Part::Literal(text) => Some(text.as_str()),
+            Part::Field(_) => None,
+        })
+        .collect();
+    match literal {
+        Some(value) if !allowed.iter().any(|a| a.eq_ignore_ascii_case(value.trim())) => {
+            let message = format!(
+                "`{}` is \"{value}\"; expected one of {}",
+                mapping.name(),
+                allowed.join(", ")
+            );
+            Err(At::new("value", message))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn minutes(value: f64, key: &str, problems: &mut Vec<At>) -> Option<Duration> {

@@ -15,7 +15,8 @@ const GROUP_EVENTS: usize = 20_000;
 /// Requests waiting for the committer.
 const QUEUE: usize = 1024;
 
-type Reply = oneshot::Sender<Result<Vec<Imported>, String>>;
+/// The events handed back with what happened to each, or why none was stored.
+type Reply = oneshot::Sender<Result<(Vec<NewEvent>, Vec<Imported>), String>>;
 
 /// A handle to the committer task.
 #[derive(Clone)]
@@ -31,8 +32,11 @@ impl Committer {
         Committer { queue }
     }
 
-    /// Stores `events`; returns what happened to each, once committed.
-    pub async fn commit(&self, events: Vec<NewEvent>) -> Result<Vec<Imported>, String> {
+    /// Stores `events`; returns them with what happened to each, once committed.
+    pub async fn commit(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<(Vec<NewEvent>, Vec<Imported>), String> {
         let (reply, answer) = oneshot::channel();
         let stopped = || "the exporter is shutting down".to_owned();
         self.queue
@@ -60,16 +64,20 @@ async fn run(
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
         let all: Vec<NewEvent> = batches.into_iter().flatten().collect();
         let store = store.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store.lock().expect("store lock").import(&all))
-                .await
-                .expect("commit task panicked");
+        let (all, result) = tokio::task::spawn_blocking(move || {
+            let result = store.lock().expect("store lock").import(&all);
+            (all, result)
+        })
+        .await
+        .expect("commit task panicked");
         match result {
             Ok(results) => {
                 committed();
+                let mut events = all.into_iter();
                 let mut results = results.into_iter();
                 for (size, reply) in sizes.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+                    let mine = events.by_ref().take(size).collect();
+                    let _ = reply.send(Ok((mine, results.by_ref().take(size).collect())));
                 }
             }
             Err(e) => {

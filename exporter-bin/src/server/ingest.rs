@@ -158,10 +158,9 @@ async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)
         };
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
-    let test_flags: Vec<bool> = events.iter().map(|e| e.test_order).collect();
     let mut stats = ImportStats::default();
-    let results = match state.committer.commit(events.clone()).await {
-        Ok(results) => results,
+    let (events, results) = match state.committer.commit(events).await {
+        Ok(committed) => committed,
         Err(reason) => {
             let message =
                 format!("the events could not be stored, and none of them was accepted: {reason}");
@@ -174,9 +173,9 @@ async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)
         }
     };
     let mut test_orders = 0;
-    for ((event, result), test) in events.iter().zip(&results).zip(test_flags) {
+    for (event, result) in events.iter().zip(&results) {
         ingest::count(&mut stats, event, *result);
-        if test && *result == Imported::Stored {
+        if event.test_order && *result == Imported::Stored {
             test_orders += 1;
         }
     }

@@ -49,6 +49,8 @@ pub struct NewEvent {
     pub test_order: bool,
     pub received_at: i64,
     pub body: String,
+    /// The CRM's `dateUpdated`, which orders an order's events for the route recheck.
+    pub date_updated: Option<String>,
     pub deliveries: Vec<NewDelivery>,
 }
 

@@ -4,7 +4,9 @@
 /// deliveries of a batch target's batch together, so a failed batch is retried whole. Version 3
 /// keeps the answer given to each `Idempotency-Key` of the ingest API. Version 4 holds paused
 /// profiles and indexes the ledger for operators. Version 5 keeps a hash of the request each
-/// `Idempotency-Key` answered, so a key reused for another request is refused.
+/// `Idempotency-Key` answered, so a key reused for another request is refused. Version 6 keeps
+/// each event's `dateUpdated`, which orders an order's events for the route recheck. Version 7
+/// indexes first attempts and retries apart, so a claim of either reads only what it takes.
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE events (
@@ -73,5 +75,14 @@ CREATE INDEX deliveries_by_order ON deliveries (order_id);
 "#,
     r#"
 ALTER TABLE ingest_keys ADD COLUMN body_hash TEXT;
+"#,
+    r#"
+ALTER TABLE events ADD COLUMN date_updated TEXT;
+"#,
+    r#"
+CREATE INDEX deliveries_fresh ON deliveries (profile, due_at, id)
+    WHERE state = 'pending' AND batch_id IS NULL AND attempts = 0;
+CREATE INDEX deliveries_retrying ON deliveries (profile, due_at, id)
+    WHERE state = 'pending' AND batch_id IS NULL AND attempts > 0;
 "#,
 ];

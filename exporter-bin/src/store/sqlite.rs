@@ -11,11 +11,14 @@ use super::{Claim, ClaimedBatch, Finished, Imported, NewEvent, Next, QueueState}
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open the store {path}: {error}")]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
+
+    #[error("cannot open the store {path}: the folder {folder} does not exist; create it first")]
+    NoFolder { path: PathBuf, folder: PathBuf },
 
     #[error(
         "the store {path} was written by a newer exporter (schema version {found}, this one knows up to {known})"
@@ -31,16 +34,16 @@ pub enum StoreError {
     )]
     Busy { path: PathBuf, lock: PathBuf },
 
-    #[error("cannot create the lock file {lock}: {source}")]
+    #[error("cannot create the lock file {lock}: {error}")]
     Lock {
         lock: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {error}")]
     Sql {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
 }
 
@@ -55,9 +58,18 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let open_error = |source| StoreError::Open {
+        let folder = path
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty());
+        if let Some(folder) = folder.filter(|folder| !folder.is_dir()) {
+            return Err(StoreError::NoFolder {
+                path: path.to_owned(),
+                folder: folder.to_owned(),
+            });
+        }
+        let open_error = |error| StoreError::Open {
             path: path.to_owned(),
-            source,
+            error,
         };
         let conn = Connection::open(path).map_err(open_error)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -65,6 +77,9 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_error)?;
+        // 32 MiB of page cache: the queue's indexes stay in memory at a backlog of millions.
+        conn.pragma_update(None, "cache_size", -32_768)
             .map_err(open_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_error)?;
@@ -81,9 +96,9 @@ impl SqliteStore {
     /// left by a process that stopped are released, since no other worker can hold them.
     pub fn lock_for_work(&mut self) -> Result<usize, StoreError> {
         let lock = lock_path(&self.path);
-        let file = File::create(&lock).map_err(|source| StoreError::Lock {
+        let file = File::create(&lock).map_err(|error| StoreError::Lock {
             lock: lock.clone(),
-            source,
+            error,
         })?;
         if file.try_lock().is_err() {
             return Err(StoreError::Busy {
@@ -129,10 +144,22 @@ impl SqliteStore {
     /// Stores events and their deliveries in one transaction.
     pub fn import(&mut self, events: &[NewEvent]) -> Result<Vec<Imported>, StoreError> {
         let path = self.path.clone();
+        self.durable(true)?;
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
         let results = insert_events(&tx, events).map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
         Ok(results)
+    }
+
+    /// Sets how hard the next commits wait for the disk. Events are committed with a sync
+    /// (`FULL`): they are acknowledged once stored, and must survive a power cut. Claims and
+    /// outcomes skip it (`NORMAL`, still safe against a crash of the process): losing the last
+    /// of them in a power cut only sends those deliveries again, with the same id.
+    fn durable(&mut self, full: bool) -> Result<(), StoreError> {
+        let level = if full { "FULL" } else { "NORMAL" };
+        self.conn
+            .pragma_update(None, "synchronous", level)
+            .map_err(|e| sql(&self.path, e))
     }
 
     /// Claims up to `limit` due deliveries of `profile`, leasing them until `lease_until`.
@@ -144,6 +171,7 @@ impl SqliteStore {
         lease_until: i64,
     ) -> Result<Vec<Claim>, StoreError> {
         let path = self.path.clone();
+        self.durable(false)?;
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
         let claims = claim_fairly(&tx, profile, now, limit, lease_until)
             .and_then(|mut claims| load_bodies(&tx, &mut claims, true).map(|()| claims))
@@ -172,6 +200,7 @@ impl SqliteStore {
     /// Records the outcome of claimed deliveries and their attempts in one transaction.
     pub fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
         let path = self.path.clone();
+        self.durable(false)?;
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
         record_outcomes(&tx, finished).map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))
@@ -214,10 +243,10 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+pub(super) fn sql(path: &Path, error: rusqlite::Error) -> StoreError {
     StoreError::Sql {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -229,8 +258,9 @@ fn lock_path(path: &Path) -> PathBuf {
 
 fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<Vec<Imported>> {
     let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (order_id, trigger, dedup_key, test_order, received_at, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (dedup_key) DO NOTHING",
+        "INSERT INTO events (order_id, trigger, dedup_key, test_order, received_at, body,
+                             date_updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (dedup_key) DO NOTHING",
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (uid, event_id, profile, order_id, state, due_at, created_at,
@@ -245,7 +275,8 @@ fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<
             event.dedup_key,
             event.test_order,
             event.received_at,
-            event.body
+            event.body,
+            event.date_updated
         ])?;
         if inserted == 0 {
             results.push(Imported::Duplicate);
@@ -277,9 +308,9 @@ fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<
 /// Which pending deliveries a claim takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempted {
-    Any = 0,
-    Never = 1,
-    Before = 2,
+    Any,
+    Never,
+    Before,
 }
 
 /// Leases up to `limit` due deliveries that belong to no batch, oldest due first, skipping any
@@ -295,15 +326,19 @@ fn claim_due(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let mut claim = tx.prepare_cached(
+    // One statement per kind, each with its own partial index (schema version 7), so a claim
+    // reads only the deliveries it can take instead of scanning the whole backlog.
+    let kind = match attempted {
+        Attempted::Any => "",
+        Attempted::Never => "AND d.attempts = 0",
+        Attempted::Before => "AND d.attempts > 0",
+    };
+    let mut claim = tx.prepare_cached(&format!(
         "UPDATE deliveries SET lease_until = ?4
          WHERE id IN (
              SELECT d.id FROM deliveries d
-             WHERE d.profile = ?1 AND d.state = 'pending' AND d.due_at <= ?2
-               AND d.batch_id IS NULL
-               AND (?5 = 0 OR (?5 = 1 AND d.attempts = 0) OR (?5 = 2 AND d.attempts > 0))
-               AND NOT EXISTS (
-                   SELECT 1 FROM profile_controls c WHERE c.profile = ?1 AND c.paused = 1)
+             WHERE d.profile = ?1 AND d.state = 'pending' AND d.batch_id IS NULL {kind}
+               AND d.due_at <= ?2
                AND (d.lease_until IS NULL OR d.lease_until <= ?2)
                AND NOT EXISTS (
                    SELECT 1 FROM deliveries e
@@ -311,9 +346,9 @@ fn claim_due(
                      AND e.state = 'pending' AND e.id < d.id)
              ORDER BY d.due_at, d.id
              LIMIT ?3)
-         RETURNING id, uid, order_id, event_id, attempts",
-    )?;
-    let values = params![profile, now, limit as i64, lease_until, attempted as i64];
+         RETURNING id, uid, order_id, event_id, attempts"
+    ))?;
+    let values = params![profile, now, limit as i64, lease_until];
     let rows = claim.query_map(values, claim_row)?;
     let mut claims = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     claims.sort_by_key(|c| c.id);
@@ -330,6 +365,9 @@ fn claim_fairly(
     limit: usize,
     lease_until: i64,
 ) -> rusqlite::Result<Vec<Claim>> {
+    if paused(tx, profile)? {
+        return Ok(Vec::new());
+    }
     let mut claims = claim_due(
         tx,
         profile,
@@ -360,6 +398,14 @@ fn claim_fairly(
     Ok(claims)
 }
 
+fn paused(tx: &Transaction<'_>, profile: &str) -> rusqlite::Result<bool> {
+    let mut query = tx.prepare_cached("SELECT paused FROM profile_controls WHERE profile = ?1")?;
+    Ok(query
+        .query_row([profile], |row| row.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
 fn claim_batch(
     tx: &Transaction<'_>,
     profile: &str,
@@ -367,13 +413,14 @@ fn claim_batch(
     limit: usize,
     lease_until: i64,
 ) -> rusqlite::Result<Option<ClaimedBatch>> {
+    if paused(tx, profile)? {
+        return Ok(None);
+    }
     let retried = tx
         .query_row(
             "SELECT batch_id, batch_at FROM deliveries
              WHERE profile = ?1 AND state = 'pending' AND batch_id IS NOT NULL AND due_at <= ?2
                AND (lease_until IS NULL OR lease_until <= ?2)
-               AND NOT EXISTS (
-                   SELECT 1 FROM profile_controls c WHERE c.profile = ?1 AND c.paused = 1)
              ORDER BY due_at LIMIT 1",
             params![profile, now],
             |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
@@ -428,21 +475,32 @@ fn claim_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Claim> {
     })
 }
 
-/// Fills in each claim's event, and with `latest`, the order's newest event when it is newer.
+/// Fills in each claim's event, and with `latest`, the order's latest event when it is another
+/// one. The latest is the one the CRM updated last (`dateUpdated`), then the one that arrived
+/// last, so a partial that arrives after its order's sale is still recognised as older.
 fn load_bodies(tx: &Transaction<'_>, claims: &mut [Claim], latest: bool) -> rusqlite::Result<()> {
-    let mut body = tx.prepare_cached("SELECT body FROM events WHERE id = ?1")?;
+    let mut body = tx.prepare_cached("SELECT body, date_updated FROM events WHERE id = ?1")?;
     let mut newest = tx.prepare_cached(
-        "SELECT id, body FROM events WHERE order_id = ?1 AND id > ?2 ORDER BY id DESC LIMIT 1",
+        "SELECT id, body, coalesce(date_updated, '') FROM events
+         WHERE order_id = ?1 AND id != ?2
+         ORDER BY coalesce(date_updated, '') DESC, id DESC LIMIT 1",
     )?;
     for claim in claims {
-        claim.body = body.query_row([claim.event_id], |row| row.get(0))?;
-        if latest {
-            claim.latest = newest
-                .query_row(params![claim.order_id, claim.event_id], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()?;
+        let (text, updated): (String, Option<String>) =
+            body.query_row([claim.event_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        claim.body = text;
+        if !latest {
+            continue;
         }
+        let other: Option<(i64, String, String)> = newest
+            .query_row(params![claim.order_id, claim.event_id], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        let mine = updated.unwrap_or_default();
+        claim.latest = other
+            .filter(|(id, _, other)| (other.as_str(), *id) > (mine.as_str(), claim.event_id))
+            .map(|(id, body, _)| (id, body));
     }
     Ok(())
 }
@@ -538,6 +596,7 @@ mod tests {
             test_order: false,
             received_at: at,
             body: format!(r#"{{"orderId":"{order}","customerType":"{trigger}"}}"#),
+            date_updated: Some(updated.to_owned()),
             deliveries: profiles
                 .iter()
                 .map(|p| NewDelivery {
@@ -736,6 +795,30 @@ mod tests {
             rest.len(),
             8,
             "a share one kind leaves is used by the other"
+        );
+    }
+
+    #[test]
+    fn the_latest_event_is_the_one_the_crm_updated_last() {
+        let (_dir, mut store) = store();
+        let sale = event("A", "New Sale", "2026-11-02 06:18:14", &[], 0);
+        let partial = event("A", "Partial", "2026-11-02 06:00:33", &["p"], 0);
+        store.import(&[sale, partial]).unwrap();
+        let claim = store.claim("p", 10, 10, 100).unwrap().remove(0);
+        assert_eq!(
+            claim.latest.map(|l| l.0),
+            Some(1),
+            "the sale, though it arrived first"
+        );
+
+        let (_dir, mut store) = self::store();
+        let partial = event("B", "Partial", "2026-11-02 06:00:33", &["p"], 0);
+        let stale = event("B", "New Sale", "2026-11-02 05:00:00", &[], 0);
+        store.import(&[partial, stale]).unwrap();
+        let claim = store.claim("p", 10, 10, 100).unwrap().remove(0);
+        assert_eq!(
+            claim.latest, None,
+            "an older update arriving later is not the latest"
         );
     }
 }

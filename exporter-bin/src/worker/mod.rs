@@ -352,6 +352,9 @@ impl Engine {
             .iter()
             .filter(|f| f.attempted && f.next != Next::Delivered);
         let failed = failed.count() as u32;
+        if !per_record(profile) {
+            log_batch(profile, &finished);
+        }
         self.with_store(move |store| store.record(&finished))
             .await?;
         Ok((delivered, failed))
@@ -435,11 +438,19 @@ impl Engine {
             (Next::RetryAt(at), _) => {
                 counts.retries += 1;
                 let retry_in_secs = (at - now_ms()).max(0) / 1000;
-                warn!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, retry_in_secs, reason = %message, "delivery attempt failed; will retry");
+                if per_record(profile) {
+                    warn!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, retry_in_secs, reason = %message, "delivery attempt failed; will retry");
+                } else {
+                    debug!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, retry_in_secs, reason = %message, "delivery attempt failed; will retry");
+                }
             }
             (Next::Failed, _) => {
                 counts.failed += 1;
-                error!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, reason = %message, "delivery failed and is parked; replay it once the cause is fixed");
+                if per_record(profile) {
+                    error!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, reason = %message, "delivery failed and is parked; `exporter retry` puts it back once the cause is fixed");
+                } else {
+                    debug!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, reason = %message, "delivery failed and is parked");
+                }
             }
         }
         Finished {
@@ -462,6 +473,34 @@ impl Engine {
         tokio::task::spawn_blocking(move || work(&mut store.lock().expect("store lock")))
             .await
             .expect("store task panicked")
+    }
+}
+
+/// True for targets that take records one request at a time; a batch target's failure is
+/// logged once per batch, not once per record.
+fn per_record(profile: &Profile) -> bool {
+    matches!(profile.exporter.batching(), Batching::Stream { .. })
+}
+
+/// One line for a batch target's batch that was not delivered.
+fn log_batch(profile: &Profile, finished: &[Finished]) {
+    let retried = finished
+        .iter()
+        .filter(|f| matches!(f.next, Next::RetryAt(_)))
+        .count();
+    let parked = finished
+        .iter()
+        .filter(|f| f.attempted && f.next == Next::Failed)
+        .count();
+    let first = finished
+        .iter()
+        .find(|f| f.attempted && f.next != Next::Delivered);
+    let Some(first) = first else { return };
+    if parked > 0 {
+        error!(profile = %profile.name, records = parked, reason = %first.message, "a batch failed and its records are parked; `exporter retry` puts them back once the cause is fixed");
+    }
+    if retried > 0 {
+        warn!(profile = %profile.name, records = retried, reason = %first.message, "a batch could not be delivered; its records will be retried");
     }
 }
 

@@ -81,7 +81,13 @@ fn render(
     check_columns(first, records)?;
 
     let mut out = Vec::new();
-    if format.bom {
+    // A first column name that starts with U+FEFF would read as a byte order mark and vanish;
+    // after a real one, readers strip that and keep the name whole.
+    let name_looks_like_bom = first
+        .fields
+        .first()
+        .is_some_and(|f| f.name.starts_with('\u{feff}'));
+    if format.bom || name_looks_like_bom {
         out.extend_from_slice(BOM);
     }
     let terminator = if format.crlf {
