@@ -22,16 +22,7 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         }
     }
-    let StoreLocation::Sqlite(path) = &config.store;
-    let mut store = SqliteStore::open(path)?;
-    let released = store.lock_for_work()?;
-    if released > 0 {
-        info!(
-            claims = released,
-            "released claims left by an exporter that stopped; they will be delivered again"
-        );
-    }
-    warn_about_unknown_profiles(&config, &store);
+    let mut store = open_for_work(&config)?;
 
     let stats = if inputs.is_empty() {
         ImportStats::default()
@@ -94,8 +85,24 @@ pub(super) async fn stop_signal() {
     }
 }
 
+/// Opens the config's store as the one process working its queue, releasing the claims a
+/// stopped exporter left.
+pub(super) fn open_for_work(config: &Config) -> anyhow::Result<SqliteStore> {
+    let StoreLocation::Sqlite(path) = &config.store;
+    let mut store = SqliteStore::open(path)?;
+    let released = store.lock_for_work()?;
+    if released > 0 {
+        info!(
+            claims = released,
+            "released claims left by an exporter that stopped; they will be delivered again"
+        );
+    }
+    warn_about_unknown_profiles(config, &store);
+    Ok(store)
+}
+
 /// Pending deliveries of a profile the config no longer has stay in the store, untouched.
-pub(super) fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
+fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
     let Ok(names) = store.pending_profiles() else {
         return;
     };

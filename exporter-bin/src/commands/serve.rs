@@ -10,10 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::run::{SHUTDOWN_WAIT, stop_signal, warn_about_unknown_profiles};
-use crate::config::{Config, StoreLocation};
+use super::run::{SHUTDOWN_WAIT, open_for_work, stop_signal};
+use crate::config::Config;
 use crate::server::{self, AppState};
-use crate::store::SqliteStore;
 use crate::worker::Engine;
 
 /// Serves until SIGINT or SIGTERM, then drains and exits.
@@ -27,16 +26,7 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             config.path.display()
         );
     }
-    let StoreLocation::Sqlite(path) = &config.store;
-    let mut store = SqliteStore::open(path)?;
-    let released = store.lock_for_work()?;
-    if released > 0 {
-        info!(
-            claims = released,
-            "released claims left by an exporter that stopped; they will be delivered again"
-        );
-    }
-    warn_about_unknown_profiles(&config, &store);
+    let store = open_for_work(&config)?;
     let config = Arc::new(config);
     let store = Arc::new(Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_multi_thread()
