@@ -54,7 +54,7 @@ impl Redactor {
         }
     }
 
-    /// Where the first two or more characters of a secret end `text`, if they do. Masking a
+    /// Where the first characters of a secret (even one) end `text`, if they do. Masking a
     /// little too much at a cut is the safe mistake.
     fn cut_secret(&self, text: &str) -> Option<usize> {
         self.secrets
@@ -66,7 +66,7 @@ impl Redactor {
                     .filter(|n| {
                         secret.is_char_boundary(*n) && text.is_char_boundary(text.len() - n)
                     })
-                    .find(|n| text.ends_with(&secret[..*n]) && *n >= 2)
+                    .find(|n| text.ends_with(&secret[..*n]))
                     .map(|n| text.len() - n)
             })
             .min()
@@ -122,6 +122,10 @@ mod tests {
             "bad request &api_key=***…"
         );
         assert_eq!(r.redact("no secret here…"), "no secret here…");
+        assert_eq!(
+            r.redact("cut at the first letter s…"),
+            "cut at the first letter ***…"
+        );
     }
 
     #[test]

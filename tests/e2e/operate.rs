@@ -106,7 +106,7 @@ fn status_and_ledger_show_failures_then_retry_delivers_them() {
     let attempt = &ledger[0]["history"][0];
     assert_eq!(
         (attempt["outcome"].as_str(), attempt["status"].as_u64()),
-        (Some("retry"), Some(500))
+        (Some("failed"), Some(500))
     );
     assert_eq!(ledger[0]["state"], "failed");
     let failed = json_of(&scratch, &["deliveries", "--state", "failed", "--json"]);

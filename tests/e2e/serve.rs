@@ -524,3 +524,21 @@ async fn takes_a_form_post_and_a_lowercase_scheme_and_refuses_an_empty_body() {
     );
     assert!(server.stop().0);
 }
+
+#[tokio::test]
+async fn reads_json_posted_with_curls_default_form_content_type() {
+    let scratch = Scratch::new(&config(""));
+    let server = Server::start(&scratch);
+    let response = server
+        .client
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(event("C1", "Chargeback").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(json_of(response).await["accepted"], 1);
+    assert!(server.stop().0);
+}

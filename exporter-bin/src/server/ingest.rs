@@ -73,7 +73,7 @@ pub async fn post_events(
         let message = "the request body holds no events";
         return (StatusCode::BAD_REQUEST, error_body(message)).into_response();
     }
-    let bytes = if is_form(&headers) {
+    let bytes = if is_form(&headers) && !looks_like_json(&bytes) {
         form_event(&bytes)
     } else {
         bytes.to_vec()
@@ -123,6 +123,12 @@ fn is_form(headers: &HeaderMap) -> bool {
         let essence = value.split(';').next().unwrap_or_default().trim();
         essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
     })
+}
+
+/// True for a body that starts like JSON: clients such as curl label any posted data as a form
+/// unless told otherwise, and a JSON event read as a form would lose every field.
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(body.trim_ascii_start().first(), Some(b'{' | b'['))
 }
 
 /// One event, as JSON, from URL-encoded name and value pairs.

@@ -374,7 +374,7 @@ impl Engine {
             OutcomeKind::Delivered => (Next::Delivered, "delivered"),
             OutcomeKind::Duplicate => (Next::Delivered, "duplicate"),
             OutcomeKind::Failed => (Next::Failed, "failed"),
-            OutcomeKind::Retry if profile.retry.exhausted(attempt) => (Next::Failed, "retry"),
+            OutcomeKind::Retry if profile.retry.exhausted(attempt) => (Next::Failed, "failed"),
             OutcomeKind::Retry => {
                 let wait = profile.retry.next_wait(attempt, outcome.retry_after);
                 (Next::RetryAt(now_ms() + wait.as_millis() as i64), "retry")

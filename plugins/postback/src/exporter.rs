@@ -5,6 +5,7 @@ use std::error::Error as _;
 use std::io;
 use std::time::SystemTime;
 
+use base64::Engine as _;
 use exporter_core::{
     Batch, Batching, BoxFuture, Exporter, Outcome, Record, Redactor, SettingsError,
 };
@@ -235,6 +236,10 @@ fn redact(url: &Url, record: &Record, mut outcome: Outcome) -> Outcome {
     }
     if let Some(password) = url.password() {
         redactor.add(password);
+        // The HTTP client sends a URL's user and password as a Basic authorization header,
+        // which a target may echo back.
+        let credentials = format!("{}:{password}", url.username());
+        redactor.add(&base64::engine::general_purpose::STANDARD.encode(credentials));
     }
     outcome.message = redactor.redact(&outcome.message).into_owned();
     outcome
@@ -258,9 +263,11 @@ mod tests {
             fields: vec![secret],
         };
         let url = Url::parse("http://user:url-pass-77@127.0.0.1/x").unwrap();
-        let message = "bad token p@ss word / p%40ss+word / \"p@ss word\" url-pass-77 / p@s…";
+        let basic = "dXNlcjp1cmwtcGFzcy03Nw==";
+        let message =
+            format!("bad token p@ss word / p%40ss+word / \"p@ss word\" url-pass-77 {basic} / p@s…");
         let outcome = Outcome::retry(Some(400), message);
-        let expected = "bad token *** / *** / \"***\" *** / ***…";
+        let expected = "bad token *** / *** / \"***\" *** *** / ***…";
         assert_eq!(redact(&url, &record, outcome).message, expected);
     }
 }
