@@ -2,6 +2,7 @@
 //! on 127.0.0.1 and real folders.
 
 mod commands;
+mod crash;
 mod delivery;
 mod ftp;
 // Not every test uses every helper of the harness.
