@@ -4,6 +4,7 @@
 mod commands;
 mod crash;
 mod delivery;
+mod disk;
 mod ftp;
 // Not every test uses every helper of the harness.
 #[allow(dead_code)]
