@@ -1083,3 +1083,33 @@ mappings = [
         assert_problem(&report, line_with(bad, needle), Some("Leads"), &[fragment]);
     }
 }
+
+#[test]
+fn skips_deeply_nested_lines_and_unknown_triggers_and_imports_the_rest() {
+    let receiver = Receiver::start_blocking();
+    let scratch = Scratch::new(&good_config(&receiver.url("/lead")));
+    let deep = format!(
+        r#"{{"orderId":"N-1","customerType":"Partial","x":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let lines = [
+        deep.as_str(),
+        r#"{"orderId":"U-2","customerType":"Refund Requested"}"#,
+        r#"{"orderId":"G-3","customerType":"Partial","firstName":"Zoë 👍 \u0007"}"#,
+    ];
+    scratch.write("orders.jsonl", &(lines.join("\n") + "\n"));
+    let (stdout, stderr) = succeeds(&run_once(&scratch, &["orders.jsonl"]));
+
+    assert!(stdout.contains("Imported 2 of 3 events"), "{stdout}");
+    assert!(
+        stdout.contains("1 bad items skipped, 1 matched no profile"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("position=line 1"), "{stderr}");
+    assert!(
+        stderr.contains("Refund Requested"),
+        "the unknown trigger is named: {stderr}"
+    );
+    assert_eq!(sent_order_ids(&receiver), ["G-3"]);
+}
