@@ -127,7 +127,11 @@ pub enum Command {
         config: PathBuf,
 
         /// A delivery id (see `exporter deliveries`); repeat for several.
-        #[arg(long = "id", required_unless_present_any = ["profile", "all"], conflicts_with_all = ["profile", "all"])]
+        #[arg(
+            long = "id",
+            required_unless_present_any = ["profile", "all"],
+            conflicts_with_all = ["profile", "all"]
+        )]
         ids: Vec<String>,
 
         /// Every failed delivery of this profile.

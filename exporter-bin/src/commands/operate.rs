@@ -239,8 +239,16 @@ fn parse_time(text: &str, now: i64) -> anyhow::Result<i64> {
     }
     let civil = text
         .parse::<jiff::civil::DateTime>()
-        .or_else(|_| text.parse::<jiff::civil::Date>().map(|date| date.to_datetime(jiff::civil::Time::midnight())))
-        .map_err(|_| anyhow::anyhow!("expected a time such as 2026-12-04T15:00:00Z, \"2026-12-04 15:00\" (UTC) or an age such as 2h"))?;
+        .or_else(|_| {
+            let date = text.parse::<jiff::civil::Date>()?;
+            Ok::<_, jiff::Error>(date.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "expected a time such as 2026-12-04T15:00:00Z, \"2026-12-04 15:00\" (UTC) or an \
+                 age such as 2h"
+            )
+        })?;
     Ok(jiff::tz::TimeZone::UTC
         .to_timestamp(civil)?
         .as_millisecond())

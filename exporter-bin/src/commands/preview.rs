@@ -31,12 +31,19 @@ pub fn preview(config: &Config, profile: &str, input: &str) -> anyhow::Result<Ex
             Ok(event) => {
                 let order = event.order_id().to_owned();
                 if !any_matches(&profile.routes, &event) {
-                    notes.push(format!("note: order {order} ({}) matches no route of this profile; it would not be sent", event.trigger()));
+                    let trigger = event.trigger();
+                    notes.push(format!(
+                        "note: order {order} ({trigger}) matches no route of this profile; \
+                         it would not be sent"
+                    ));
                 }
                 if event.is_test(&config.test_cards) {
-                    notes.push(format!("note: order {order} is a test order; it would be counted, not sent"));
+                    notes.push(format!(
+                        "note: order {order} is a test order; it would be counted, not sent"
+                    ));
                 }
-                records.push(render(&profile.mappings, &event, &format!("preview-{}", records.len() + 1)));
+                let delivery_id = format!("preview-{}", records.len() + 1);
+                records.push(render(&profile.mappings, &event, &delivery_id));
             }
             Err(reason) => notes.push(format!("skipped {} {position}: {reason}", input.name())),
         }

@@ -108,7 +108,11 @@ fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
     };
     for (name, pending) in names {
         if !config.profiles.iter().any(|profile| profile.name == name) {
-            warn!(profile = %name, pending, "the store has pending deliveries for a profile that is not in the config; they are kept and not sent");
+            warn!(
+                profile = %name,
+                pending,
+                "the store has pending deliveries for a profile that is not in the config; they are kept and not sent",
+            );
         }
     }
 }

@@ -33,16 +33,24 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = TcpListener::bind(addr).await;
+        let listener = listener.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         println!("listening on http://{local}");
         std::io::stdout().flush()?;
-        info!(address = %local, profiles = config.profiles.len(), auth = !config.server.tokens.is_empty(), "serving");
+        info!(
+            address = %local,
+            profiles = config.profiles.len(),
+            auth = !config.server.tokens.is_empty(),
+            "serving",
+        );
 
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
             stop_signal().await;
-            info!("stopping: no new requests; finishing requests and deliveries in flight (signal again to stop at once)");
+            info!(
+                "stopping: no new requests; finishing requests and deliveries in flight (signal again to stop at once)",
+            );
             let _ = stop.send(true);
             stop_signal().await;
             warn!("stopped at once; deliveries in flight will be sent again at the next start");

@@ -76,7 +76,11 @@ pub fn import(
     }
     importer.flush()?;
     for (trigger, count) in &importer.stats.unknown_triggers {
-        warn!(trigger = %trigger, events = count, "events with a trigger the CRM does not define match no profile");
+        warn!(
+            trigger = %trigger,
+            events = count,
+            "events with a trigger the CRM does not define match no profile",
+        );
     }
     Ok(importer.stats)
 }
@@ -112,7 +116,12 @@ impl Importer<'_> {
             }
             Err(reason) => {
                 self.stats.bad += 1;
-                warn!(input, %position, reason = %reason, "skipped an input item that is not a valid order event");
+                warn!(
+                    input,
+                    %position,
+                    reason = %reason,
+                    "skipped an input item that is not a valid order event",
+                );
             }
         }
         if self.batch.len() >= BATCH {

@@ -212,7 +212,12 @@ impl Shared {
             Ok(Err(failed)) => Err(format!("the call into the plugin failed: {failed}")),
             Err(_) => {
                 let secs = self.call_timeout.as_secs_f64();
-                warn!(plugin = %self.library.name, profile = %self.profile, timeout_secs = secs, "the plugin did not answer in time; the call is abandoned and the instance replaced");
+                warn!(
+                    plugin = %self.library.name,
+                    profile = %self.profile,
+                    timeout_secs = secs,
+                    "the plugin did not answer in time; the call is abandoned and the instance replaced",
+                );
                 if let Some(old) = self.retire(generation) {
                     tokio::task::spawn_blocking(move || drop(old));
                 }
@@ -233,7 +238,13 @@ impl Shared {
         match result {
             Ok(value) => Ok(value),
             Err(CallError::Panicked(message)) => {
-                error!(plugin = %self.library.name, profile = %self.profile, call, reason = %message, "the plugin panicked; its instance is replaced and the records retried");
+                error!(
+                    plugin = %self.library.name,
+                    profile = %self.profile,
+                    call,
+                    reason = %message,
+                    "the plugin panicked; its instance is replaced and the records retried",
+                );
                 drop(self.retire_instance(instance));
                 Err(format!("the plugin panicked: {message}"))
             }

@@ -81,7 +81,11 @@ async fn run(
                 }
             }
             Err(e) => {
-                error!(error = %e, events, "could not commit events; the requests are answered 503 and nothing of them is kept");
+                error!(
+                    error = %e,
+                    events,
+                    "could not commit events; the requests are answered 503 and nothing of them is kept",
+                );
                 for reply in replies {
                     let _ = reply.send(Err(e.to_string()));
                 }

@@ -186,7 +186,12 @@ async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)
         }
     }
     for item in &rejected {
-        warn!(index = item.index, at = %item.at, reason = %item.reason, "rejected an item of an ingest request");
+        warn!(
+            index = item.index,
+            at = %item.at,
+            reason = %item.reason,
+            "rejected an item of an ingest request",
+        );
     }
     let counts = &state.ingest;
     counts.accepted.fetch_add(stats.stored, Ordering::Relaxed);

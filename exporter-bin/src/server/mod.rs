@@ -123,7 +123,9 @@ pub async fn serve(
     tokio::select! {
         result = served.into_future() => result,
         () = limit => {
-            warn!("requests still unanswered after 30 s of shutdown are closed; they were not acknowledged");
+            warn!(
+                "requests still unanswered after 30 s of shutdown are closed; they were not acknowledged",
+            );
             Ok(())
         }
     }

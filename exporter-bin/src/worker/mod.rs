@@ -159,7 +159,11 @@ impl Engine {
                 Err(error) => error,
             };
             let profile = &self.config.profiles[index].name;
-            error!(profile = %profile, error = %error, "the store failed; this profile's deliveries pause and resume when it works again");
+            error!(
+                profile = %profile,
+                error = %error,
+                "the store failed; this profile's deliveries pause and resume when it works again",
+            );
             tokio::select! {
                 _ = tokio::time::sleep(STORE_PAUSE) => {}
                 _ = shutdown.changed() => return Ok(()),
@@ -177,7 +181,14 @@ impl Engine {
                 continue;
             }
             for (profile, run) in &counts {
-                info!(profile = %profile, delivered = run.delivered + run.duplicates, retries = run.retries, superseded = run.superseded, failed = run.failed, "delivering");
+                info!(
+                    profile = %profile,
+                    delivered = run.delivered + run.duplicates,
+                    retries = run.retries,
+                    superseded = run.superseded,
+                    failed = run.failed,
+                    "delivering",
+                );
             }
             last = counts;
         }
@@ -224,9 +235,17 @@ impl Engine {
                     let was_open = breaker.is_open();
                     if let Some(wait) = breaker.record(delivered, failed, Instant::now()) {
                         let wait_secs = wait.as_secs_f64().round() as u64;
-                        warn!(profile = %profile.name, failures_in_a_row = breaker::THRESHOLD, wait_secs, "the target keeps failing; holding this profile's deliveries and probing with one");
+                        warn!(
+                            profile = %profile.name,
+                            failures_in_a_row = breaker::THRESHOLD,
+                            wait_secs,
+                            "the target keeps failing; holding this profile's deliveries and probing with one",
+                        );
                     } else if was_open && !breaker.is_open() {
-                        info!(profile = %profile.name, "the target answered a probe; delivering again");
+                        info!(
+                            profile = %profile.name,
+                            "the target answered a probe; delivering again",
+                        );
                     }
                     continue;
                 }
@@ -433,23 +452,61 @@ impl Engine {
             }
             (Next::Superseded, _) => {
                 counts.superseded += 1;
-                debug!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, reason = %message, "superseded");
+                debug!(
+                    profile = fields.0,
+                    order_id = fields.1,
+                    delivery_id = fields.2,
+                    reason = %message,
+                    "superseded",
+                );
             }
             (Next::RetryAt(at), _) => {
                 counts.retries += 1;
                 let retry_in_secs = (at - now_ms()).max(0) / 1000;
                 if per_record(profile) {
-                    warn!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, retry_in_secs, reason = %message, "delivery attempt failed; will retry");
+                    warn!(
+                        profile = fields.0,
+                        order_id = fields.1,
+                        delivery_id = fields.2,
+                        attempt,
+                        status,
+                        retry_in_secs,
+                        reason = %message,
+                        "delivery attempt failed; will retry",
+                    );
                 } else {
-                    debug!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, retry_in_secs, reason = %message, "delivery attempt failed; will retry");
+                    debug!(
+                        profile = fields.0,
+                        order_id = fields.1,
+                        delivery_id = fields.2,
+                        attempt,
+                        retry_in_secs,
+                        reason = %message,
+                        "delivery attempt failed; will retry",
+                    );
                 }
             }
             (Next::Failed, _) => {
                 counts.failed += 1;
                 if per_record(profile) {
-                    error!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, status, reason = %message, "delivery failed and is parked; `exporter retry` puts it back once the cause is fixed");
+                    error!(
+                        profile = fields.0,
+                        order_id = fields.1,
+                        delivery_id = fields.2,
+                        attempt,
+                        status,
+                        reason = %message,
+                        "delivery failed and is parked; `exporter retry` puts it back once the cause is fixed",
+                    );
                 } else {
-                    debug!(profile = fields.0, order_id = fields.1, delivery_id = fields.2, attempt, reason = %message, "delivery failed and is parked");
+                    debug!(
+                        profile = fields.0,
+                        order_id = fields.1,
+                        delivery_id = fields.2,
+                        attempt,
+                        reason = %message,
+                        "delivery failed and is parked",
+                    );
                 }
             }
         }
@@ -497,10 +554,20 @@ fn log_batch(profile: &Profile, finished: &[Finished]) {
         .find(|f| f.attempted && f.next != Next::Delivered);
     let Some(first) = first else { return };
     if parked > 0 {
-        error!(profile = %profile.name, records = parked, reason = %first.message, "a batch failed and its records are parked; `exporter retry` puts them back once the cause is fixed");
+        error!(
+            profile = %profile.name,
+            records = parked,
+            reason = %first.message,
+            "a batch failed and its records are parked; `exporter retry` puts them back once the cause is fixed",
+        );
     }
     if retried > 0 {
-        warn!(profile = %profile.name, records = retried, reason = %first.message, "a batch could not be delivered; its records will be retried");
+        warn!(
+            profile = %profile.name,
+            records = retried,
+            reason = %first.message,
+            "a batch could not be delivered; its records will be retried",
+        );
     }
 }
 
@@ -553,7 +620,11 @@ async fn deliver(profile: &Profile, batch: &Batch) -> Vec<Outcome> {
     let mut outcomes = match call {
         Ok(outcomes) => outcomes,
         Err(_) => {
-            error!(profile = %profile.name, records = records.len(), "the target panicked; the batch will be retried");
+            error!(
+                profile = %profile.name,
+                records = records.len(),
+                "the target panicked; the batch will be retried",
+            );
             return vec![
                 Outcome::retry(None, "the target panicked while delivering");
                 records.len()
@@ -561,7 +632,12 @@ async fn deliver(profile: &Profile, batch: &Batch) -> Vec<Outcome> {
         }
     };
     if outcomes.len() != records.len() {
-        error!(profile = %profile.name, records = records.len(), outcomes = outcomes.len(), "the target returned the wrong number of outcomes; the batch will be retried");
+        error!(
+            profile = %profile.name,
+            records = records.len(),
+            outcomes = outcomes.len(),
+            "the target returned the wrong number of outcomes; the batch will be retried",
+        );
         let message = format!(
             "the target returned {} outcomes for {} records",
             outcomes.len(),

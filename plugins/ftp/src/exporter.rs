@@ -93,7 +93,13 @@ impl FtpExporter {
                 Outcome::delivered(None, format!("uploaded {path} to {server}"))
             }
             Err(error) => {
-                debug!(profile = %self.profile, %server, batch = %batch.id, %error, "ftp flush failed");
+                debug!(
+                    profile = %self.profile,
+                    %server,
+                    batch = %batch.id,
+                    %error,
+                    "ftp flush failed",
+                );
                 if error.is_permanent() {
                     Outcome::failed(None, error.to_string())
                 } else {
@@ -113,7 +119,11 @@ impl FtpExporter {
                 return placed;
             }
             if let Err(cleanup) = session.remove(&temp).await {
-                debug!(profile = %self.profile, error = %cleanup, "could not remove the temporary file of a failed upload; the retry replaces it");
+                debug!(
+                    profile = %self.profile,
+                    error = %cleanup,
+                    "could not remove the temporary file of a failed upload; the retry replaces it",
+                );
             }
         }
         session.quit().await;

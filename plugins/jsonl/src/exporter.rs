@@ -80,7 +80,12 @@ impl JsonlExporter {
     fn cut_back(&self, file: &File, length: u64) {
         if let Err(error) = file.set_len(length) {
             let path = self.path.display();
-            warn!(profile = %self.profile, %path, %error, "cannot remove a partly written batch; the file may end in half a line");
+            warn!(
+                profile = %self.profile,
+                %path,
+                %error,
+                "cannot remove a partly written batch; the file may end in half a line",
+            );
         }
     }
 }
@@ -98,7 +103,12 @@ impl Exporter for JsonlExporter {
             let outcome = match self.append(lines.as_bytes()) {
                 Ok(()) => {
                     let path = self.path.display();
-                    debug!(profile = %self.profile, %path, records = records.len(), "records appended");
+                    debug!(
+                        profile = %self.profile,
+                        %path,
+                        records = records.len(),
+                        "records appended",
+                    );
                     Outcome::delivered(None, format!("appended to {path}"))
                 }
                 Err(error) => Outcome::retry(None, error.to_string()),
