@@ -338,8 +338,17 @@ impl Engine {
                     sending.push(claim);
                 }
                 Prepared::Done(next, outcome, message) => {
-                    finished
-                        .push(self.finish(profile, &claim, next, outcome, None, message, 0, false));
+                    let done = Finished {
+                        id: claim.id,
+                        next,
+                        attempted: false,
+                        outcome,
+                        status: None,
+                        message,
+                        at: now_ms(),
+                        duration_ms: 0,
+                    };
+                    finished.push(self.finish(profile, &claim, done));
                 }
             }
         }
@@ -399,127 +408,32 @@ impl Engine {
                 (Next::RetryAt(now_ms() + wait.as_millis() as i64), "retry")
             }
         };
-        self.finish(
-            profile,
-            claim,
-            next,
-            label,
-            outcome.status,
-            message,
-            duration_ms,
-            true,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        profile: &Profile,
-        claim: &Claim,
-        next: Next,
-        outcome: &'static str,
-        status: Option<u16>,
-        message: String,
-        duration_ms: i64,
-        attempted: bool,
-    ) -> Finished {
-        let attempt = claim.attempts + u32::from(attempted);
-        let mut counts = self.counts.lock().expect("counts lock");
-        let counts = counts.entry(profile.name.clone()).or_default();
-        let fields = (&profile.name, &claim.order_id, &claim.uid, attempt);
-        match (next, outcome) {
-            (Next::Delivered, "duplicate") => {
-                counts.duplicates += 1;
-                debug!(
-                    profile = fields.0,
-                    order_id = fields.1,
-                    delivery_id = fields.2,
-                    attempt,
-                    status,
-                    "target already had the record"
-                );
-            }
-            (Next::Delivered, _) => {
-                counts.delivered += 1;
-                debug!(
-                    profile = fields.0,
-                    order_id = fields.1,
-                    delivery_id = fields.2,
-                    attempt,
-                    status,
-                    "delivered"
-                );
-            }
-            (Next::Superseded, _) => {
-                counts.superseded += 1;
-                debug!(
-                    profile = fields.0,
-                    order_id = fields.1,
-                    delivery_id = fields.2,
-                    reason = %message,
-                    "superseded",
-                );
-            }
-            (Next::RetryAt(at), _) => {
-                counts.retries += 1;
-                let retry_in_secs = (at - now_ms()).max(0) / 1000;
-                if per_record(profile) {
-                    warn!(
-                        profile = fields.0,
-                        order_id = fields.1,
-                        delivery_id = fields.2,
-                        attempt,
-                        status,
-                        retry_in_secs,
-                        reason = %message,
-                        "delivery attempt failed; will retry",
-                    );
-                } else {
-                    debug!(
-                        profile = fields.0,
-                        order_id = fields.1,
-                        delivery_id = fields.2,
-                        attempt,
-                        retry_in_secs,
-                        reason = %message,
-                        "delivery attempt failed; will retry",
-                    );
-                }
-            }
-            (Next::Failed, _) => {
-                counts.failed += 1;
-                if per_record(profile) {
-                    error!(
-                        profile = fields.0,
-                        order_id = fields.1,
-                        delivery_id = fields.2,
-                        attempt,
-                        status,
-                        reason = %message,
-                        "delivery failed and is parked; `exporter retry` puts it back once the cause is fixed",
-                    );
-                } else {
-                    debug!(
-                        profile = fields.0,
-                        order_id = fields.1,
-                        delivery_id = fields.2,
-                        attempt,
-                        reason = %message,
-                        "delivery failed and is parked",
-                    );
-                }
-            }
-        }
-        Finished {
+        let attempted = Finished {
             id: claim.id,
             next,
-            attempted,
-            outcome,
-            status,
+            attempted: true,
+            outcome: label,
+            status: outcome.status,
             message,
             at: now_ms(),
             duration_ms,
+        };
+        self.finish(profile, claim, attempted)
+    }
+
+    /// Counts and logs what happened to one claimed delivery.
+    fn finish(&self, profile: &Profile, claim: &Claim, finished: Finished) -> Finished {
+        let mut counts = self.counts.lock().expect("counts lock");
+        let counts = counts.entry(profile.name.clone()).or_default();
+        match (finished.next, finished.outcome) {
+            (Next::Delivered, "duplicate") => counts.duplicates += 1,
+            (Next::Delivered, _) => counts.delivered += 1,
+            (Next::Superseded, _) => counts.superseded += 1,
+            (Next::RetryAt(_), _) => counts.retries += 1,
+            (Next::Failed, _) => counts.failed += 1,
         }
+        log_delivery(profile, claim, &finished);
+        finished
     }
 
     async fn with_store<T: Send + 'static>(
@@ -530,6 +444,44 @@ impl Engine {
         tokio::task::spawn_blocking(move || work(&mut store.lock().expect("store lock")))
             .await
             .expect("store task panicked")
+    }
+}
+
+/// Logs one delivery's outcome: a failure of a per-record target at warn or error level, the
+/// rest (and a batch target's records, logged once per batch by [`log_batch`]) at debug.
+fn log_delivery(profile: &Profile, claim: &Claim, f: &Finished) {
+    let attempt = claim.attempts + u32::from(f.attempted);
+    let (name, order_id, delivery_id) = (&profile.name, &claim.order_id, &claim.uid);
+    match f.next {
+        Next::RetryAt(at) if per_record(profile) => warn!(
+            profile = name,
+            order_id,
+            delivery_id,
+            attempt,
+            status = f.status,
+            retry_in_secs = (at - now_ms()).max(0) / 1000,
+            reason = %f.message,
+            "delivery attempt failed; will retry",
+        ),
+        Next::Failed if per_record(profile) => error!(
+            profile = name,
+            order_id,
+            delivery_id,
+            attempt,
+            status = f.status,
+            reason = %f.message,
+            "delivery failed and is parked; `exporter retry` puts it back once the cause is fixed",
+        ),
+        _ => debug!(
+            profile = name,
+            order_id,
+            delivery_id,
+            attempt,
+            status = f.status,
+            outcome = f.outcome,
+            reason = %f.message,
+            "delivery outcome recorded",
+        ),
     }
 }
 
