@@ -3,7 +3,6 @@
 //! event sent twice was in flight at a kill and carries the same idempotency key both times.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,29 +22,7 @@ fn kills() -> usize {
 }
 
 fn start(scratch: &Scratch) -> (Child, String) {
-    let mut child = scratch
-        .command(&[
-            "serve",
-            "--config",
-            "exporter.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("CRASH_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("address")
-        .to_owned();
-    (child, base)
+    scratch.serve("CRASH_TOKEN", TOKEN, Stdio::null())
 }
 
 /// Posts batches of new orders until the server stops answering; returns the acknowledged ids.

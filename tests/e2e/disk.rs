@@ -3,7 +3,6 @@
 //! accepts again and delivers everything it acknowledged.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -70,28 +69,7 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
     }
     let _mounted = Mount(dir.clone());
 
-    let mut child = scratch
-        .command(&[
-            "serve",
-            "--config",
-            "exporter.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("DISK_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let (mut child, base) = scratch.serve("DISK_TOKEN", TOKEN, Stdio::null());
     let client = reqwest::Client::new();
     let post = |n: usize| {
         let ids: Vec<String> = (0..50).map(|i| format!("D{n}-{i}")).collect();

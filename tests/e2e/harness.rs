@@ -411,3 +411,31 @@ impl<'de> serde::de::Visitor<'de> for MembersVisitor {
         Ok(Members(members))
     }
 }
+
+impl Scratch {
+    /// Starts `exporter serve` on a free loopback port with `token` in the environment
+    /// variable `token_env`; returns the process and its base URL, read from its first line.
+    pub fn serve(&self, token_env: &str, token: &str, stderr: Stdio) -> (Child, String) {
+        let mut child = self
+            .command(&[
+                "serve",
+                "--config",
+                "exporter.toml",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env(token_env, token)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start serve");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("address line");
+        (child, base.to_owned())
+    }
+}

@@ -1,6 +1,5 @@
 //! `exporter serve`: the ingest API as a client and an operator meet it.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -20,28 +19,7 @@ struct Server {
 
 impl Server {
     fn start(scratch: &Scratch) -> Server {
-        let mut child = scratch
-            .command(&[
-                "serve",
-                "--config",
-                "exporter.toml",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .env("EXPORTER_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("address line")
-            .to_owned();
+        let (child, base) = scratch.serve("EXPORTER_TOKEN", TOKEN, Stdio::piped());
         let _ = rustls::crypto::ring::default_provider().install_default();
         Server {
             child,
