@@ -2,10 +2,11 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -30,6 +31,39 @@ struct Accepted {
     rejected: Vec<Rejected>,
 }
 
+/// How much of a body over the limit is read and dropped before the 413 is sent, so a client
+/// still writing it reads the answer instead of a broken connection.
+const DRAIN_BYTES: usize = 16 << 20;
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes. A longer one is read on (and dropped) up to
+/// [`DRAIN_BYTES`], then refused.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        seen += chunk.len();
+        if seen > limit {
+            if seen > DRAIN_BYTES {
+                break;
+            }
+            kept = Vec::new();
+            continue;
+        }
+        kept.extend_from_slice(&chunk);
+    }
+    if seen > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(Bytes::from(kept))
+}
+
 /// Accepts one event, a JSON array, JSON lines or a query page.
 pub async fn post_events(
     State(state): State<AppState>,
@@ -37,13 +71,17 @@ pub async fn post_events(
     body: Body,
 ) -> Response {
     let limit = state.config.server.max_body_bytes;
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
+        Ok(Err(BodyError::TooLarge)) => {
             let message = format!(
                 "the request body is larger than the limit of {limit} bytes; send smaller batches"
             );
             return (StatusCode::PAYLOAD_TOO_LARGE, error_body(&message)).into_response();
+        }
+        Ok(Err(BodyError::Broken)) => {
+            let message = "the request body could not be read";
+            return (StatusCode::BAD_REQUEST, error_body(message)).into_response();
         }
         Err(_) => {
             let message = format!(
