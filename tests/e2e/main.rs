@@ -10,6 +10,7 @@ mod ftp;
 #[allow(dead_code)]
 mod harness;
 mod input;
+mod nodes;
 mod operate;
 mod outage;
 mod plugins;

@@ -48,7 +48,7 @@ fn json_of(scratch: &Scratch, args: &[&str]) -> Value {
 }
 
 fn status_of<'a>(statuses: &'a Value, profile: &str) -> &'a Value {
-    let list = statuses.as_array().unwrap();
+    let list = statuses["profiles"].as_array().unwrap();
     list.iter()
         .find(|s| s["profile"] == profile)
         .expect("profile in status")

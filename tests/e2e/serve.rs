@@ -419,7 +419,7 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
     loop {
         let output = scratch.run(&["status", "--json"]);
         let statuses: Value = serde_json::from_slice(&output.stdout).unwrap();
-        let sales = statuses
+        let sales = statuses["profiles"]
             .as_array()
             .unwrap()
             .iter()

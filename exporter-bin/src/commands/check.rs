@@ -7,16 +7,15 @@ use exporter_core::MappingSource;
 use exporter_core::mapping::Part;
 use futures_util::future::join_all;
 
-use crate::config::{Config, StoreLocation};
+use crate::config::Config;
 
 /// Prints the profiles, their routes and mappings.
 pub fn check(config: &Config) {
-    let StoreLocation::Sqlite(store) = &config.store;
     let count = config.profiles.len();
     println!(
-        "{} is valid: {count} profile(s), store sqlite://{}",
+        "{} is valid: {count} profile(s), store {}",
         config.path.display(),
-        store.display()
+        config.store.display()
     );
     if !config.test_cards.is_empty() {
         println!(

@@ -9,24 +9,28 @@ use serde::Serialize;
 use super::summary::format_time;
 use super::table;
 use crate::config::{StoreConfig, StoreLocation};
-use crate::store::{DeliveryFilter, DeliveryRow, ProfileStatus, Selection, SqliteStore, now_ms};
+use crate::store::{
+    self, DeliveryFilter, DeliveryRow, NodeStatus, ProfileStatus, Selection, Store, now_ms,
+};
 
-/// Opens the store the config names; only `pause` and `resume` may create it.
-fn open(config: &Path, create: bool) -> anyhow::Result<(StoreConfig, SqliteStore)> {
+/// Opens the store the config names; only `pause` and `resume` may create a SQLite file.
+fn open(config: &Path, create: bool) -> anyhow::Result<(StoreConfig, Box<dyn Store>)> {
     let config = StoreConfig::load(config)?;
-    let StoreLocation::Sqlite(path) = &config.store;
-    if !create && !path.exists() {
+    if let StoreLocation::Sqlite(path) = &config.store
+        && !create
+        && !path.exists()
+    {
         bail!(
             "the store {} does not exist yet; `exporter run` or `serve` creates it",
             path.display()
         );
     }
-    let store = SqliteStore::open(path)?;
+    let store = store::open(&config.store)?;
     Ok((config, store))
 }
 
 /// Refuses a profile name that neither the config nor the store knows.
-fn known_profile(config: &StoreConfig, store: &SqliteStore, profile: &str) -> anyhow::Result<()> {
+fn known_profile(config: &StoreConfig, store: &mut dyn Store, profile: &str) -> anyhow::Result<()> {
     let in_store = store
         .pending_profiles()?
         .iter()
@@ -42,10 +46,12 @@ fn known_profile(config: &StoreConfig, store: &SqliteStore, profile: &str) -> an
 
 /// `exporter status`.
 pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
-    let (config, store) = open(config, false)?;
-    let statuses = store.status(&config.profiles, now_ms())?;
+    let (config, mut store) = open(config, false)?;
+    let now = now_ms();
+    let statuses = store.status(&config.profiles, now)?;
+    let nodes = store.nodes(now)?;
     if json {
-        return print_json(&statuses);
+        return print_json(&serde_json::json!({"profiles": statuses, "nodes": nodes}));
     }
     let mut rows = vec![
         [
@@ -94,12 +100,50 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
             println!("{profile}: last error: {error}");
         }
     }
+    print_nodes(&nodes, now);
     Ok(())
+}
+
+/// The nodes that worked the store, with how long ago each was last heard from.
+fn print_nodes(nodes: &[NodeStatus], now: i64) {
+    // A node that stopped over an hour ago is history (`--json` still lists it).
+    let recent: Vec<_> = nodes
+        .iter()
+        .filter(|node| node.stopped_at.is_none_or(|at| now - at < 3_600_000))
+        .collect();
+    if recent.is_empty() {
+        return;
+    }
+    println!();
+    let mut rows = vec![
+        ["node", "state", "started", "last heartbeat", "claims held"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for node in recent {
+        let state = match node.stopped_at {
+            Some(_) => "stopped",
+            // Heartbeats come every few seconds; a minute of silence means the node is gone.
+            None if now - node.heartbeat_at > 60_000 => "silent",
+            None => "running",
+        };
+        rows.push(vec![
+            node.name.clone(),
+            state.to_owned(),
+            format_time(node.started_at),
+            format!(
+                "{} ago",
+                age(((now - node.heartbeat_at).max(0) / 1000) as u64)
+            ),
+            node.claims.to_string(),
+        ]);
+    }
+    print!("{}", table::render(&rows, &["claims held"]));
 }
 
 /// `exporter deliveries`.
 pub fn deliveries(config: &Path, filter: DeliveryFilter, json: bool) -> anyhow::Result<()> {
-    let (_, store) = open(config, false)?;
+    let (_, mut store) = open(config, false)?;
     let rows = store.deliveries(&filter)?;
     if json {
         return print_json(&rows);
@@ -144,7 +188,7 @@ pub fn deliveries(config: &Path, filter: DeliveryFilter, json: bool) -> anyhow::
 pub fn retry(config: &Path, selection: Selection, json: bool) -> anyhow::Result<()> {
     let (config, mut store) = open(config, false)?;
     if let Selection::Profile(profile) = &selection {
-        known_profile(&config, &store, profile)?;
+        known_profile(&config, store.as_mut(), profile)?;
     }
     let count = store.retry_failed(&selection, now_ms())?;
     report(
@@ -164,7 +208,7 @@ pub fn replay(
     json: bool,
 ) -> anyhow::Result<()> {
     let (config, mut store) = open(config, false)?;
-    known_profile(&config, &store, profile)?;
+    known_profile(&config, store.as_mut(), profile)?;
     let now = now_ms();
     let since_ms = parse_time(since, now).with_context(|| format!("--since {since}"))?;
     let until_ms = match until {
@@ -186,7 +230,7 @@ pub fn replay(
 /// `exporter pause` and `exporter resume`.
 pub fn pause(config: &Path, profile: &str, paused: bool, json: bool) -> anyhow::Result<()> {
     let (config, mut store) = open(config, true)?;
-    known_profile(&config, &store, profile)?;
+    known_profile(&config, store.as_mut(), profile)?;
     let before = store.set_paused(profile, paused, now_ms())?;
     let message = match (before, paused) {
         (true, true) => format!("\"{profile}\" was already paused"),

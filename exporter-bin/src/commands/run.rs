@@ -8,9 +8,9 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::summary;
-use crate::config::{Config, StoreLocation};
+use crate::config::Config;
 use crate::ingest::{self, ImportStats, Input};
-use crate::store::SqliteStore;
+use crate::store::{self, Node, Store, now_ms};
 use crate::worker::Engine;
 
 /// Imports every input, then delivers what is due: once, or until interrupted.
@@ -27,7 +27,7 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
     let stats = if inputs.is_empty() {
         ImportStats::default()
     } else {
-        let stats = ingest::import(&config, &mut store, &inputs).context("import stopped")?;
+        let stats = ingest::import(&config, store.as_mut(), &inputs).context("import stopped")?;
         info!(
             read = stats.read,
             stored = stats.stored,
@@ -67,8 +67,8 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
     // A plugin call the worker gave up on may still hold a blocking thread; do not wait for it.
     runtime.shutdown_timeout(SHUTDOWN_WAIT);
     result?;
-    let store = store.lock().expect("store lock");
-    summary::print(&inputs, &stats, &config, &store, &engine.counts())?;
+    let mut store = store.lock().expect("store lock");
+    summary::print(&inputs, &stats, &config, store.as_mut(), &engine.counts())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -85,24 +85,26 @@ pub(super) async fn stop_signal() {
     }
 }
 
-/// Opens the config's store as the one process working its queue, releasing the claims a
-/// stopped exporter left.
-pub(super) fn open_for_work(config: &Config) -> anyhow::Result<SqliteStore> {
-    let StoreLocation::Sqlite(path) = &config.store;
-    let mut store = SqliteStore::open(path)?;
-    let released = store.lock_for_work()?;
+/// Opens the config's store and joins it as a node working its queue. A SQLite store takes one
+/// such process, which releases the claims a stopped exporter left; a PostgreSQL store takes
+/// several, and a dead node's claims return to the queue when their lease ends.
+pub(super) fn open_for_work(config: &Config) -> anyhow::Result<Box<dyn Store>> {
+    let mut store = store::open(&config.store)?;
+    let node = Node::this_process();
+    let released = store.join(&node, now_ms())?;
+    info!(store = %store.name(), node = %node.name, "joined the store");
     if released > 0 {
         info!(
             claims = released,
             "released claims left by an exporter that stopped; they will be delivered again"
         );
     }
-    warn_about_unknown_profiles(config, &store);
+    warn_about_unknown_profiles(config, store.as_mut());
     Ok(store)
 }
 
 /// Pending deliveries of a profile the config no longer has stay in the store, untouched.
-fn warn_about_unknown_profiles(config: &Config, store: &SqliteStore) {
+fn warn_about_unknown_profiles(config: &Config, store: &mut dyn Store) {
     let Ok(names) = store.pending_profiles() else {
         return;
     };

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::table;
 use crate::config::Config;
 use crate::ingest::{ImportStats, Input};
-use crate::store::{SqliteStore, StoreError, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 use crate::worker::RunCounts;
 
 /// The count columns of the table.
@@ -25,7 +25,7 @@ pub fn print(
     inputs: &[Input],
     stats: &ImportStats,
     config: &Config,
-    store: &SqliteStore,
+    store: &mut dyn Store,
     counts: &BTreeMap<String, RunCounts>,
 ) -> Result<(), StoreError> {
     if !inputs.is_empty() {

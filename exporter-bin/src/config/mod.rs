@@ -45,8 +45,61 @@ pub struct Config {
 /// Where the durable queue lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
-    /// A SQLite file.
+    /// A SQLite file, worked by one process.
     Sqlite(PathBuf),
+    /// A PostgreSQL database shared by several nodes: its connection URL.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Reads `sqlite://PATH` (or `sqlite:PATH`) and `postgres://...` (or `postgresql://`).
+    pub fn parse(text: &str) -> Result<StoreLocation, String> {
+        let text = text.trim();
+        if let Some(path) = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("`store` names no file: write \"sqlite://PATH\"".to_owned());
+            }
+            return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            // The client parses the rest; check it here so a typo is reported at load time.
+            return match text.parse::<postgres::Config>() {
+                Ok(_) => Ok(StoreLocation::Postgres(text.to_owned())),
+                Err(error) => Err(format!(
+                    "`store` is not a valid PostgreSQL URL ({}): {error}",
+                    masked_url(text)
+                )),
+            };
+        }
+        Err(
+            "`store` must be \"sqlite://PATH\" (relative to the working directory) or \
+             \"postgres://USER@HOST/DATABASE\""
+                .to_owned(),
+        )
+    }
+
+    /// The store as shown to people: the password of a URL is masked.
+    pub fn display(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreLocation::Postgres(url) => masked_url(url),
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub fn masked_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => text.to_owned(),
+        Err(_) => "(an unreadable URL)".to_owned(),
+    }
 }
 
 impl Config {
@@ -118,16 +171,18 @@ impl StoreConfig {
         let store = match table.get("store").and_then(toml::Value::as_str) {
             None => StoreLocation::Sqlite(PathBuf::from("exporter.db")),
             Some(store) => {
-                let file = store
-                    .strip_prefix("sqlite://")
-                    .or_else(|| store.strip_prefix("sqlite:"));
-                match file {
-                    Some(file) if !file.is_empty() => StoreLocation::Sqlite(PathBuf::from(file)),
-                    _ => {
-                        let message = "`store` must be \"sqlite://PATH\"".to_owned();
-                        return Err(ConfigError::single(path, None, None, message));
-                    }
-                }
+                let fail = |message| ConfigError::single(path, None, None, message);
+                let store = match store.trim().strip_prefix("env:") {
+                    None => store.to_owned(),
+                    Some(name) => match std::env::var(name.trim()) {
+                        Ok(value) if !value.is_empty() => value,
+                        _ => {
+                            let name = name.trim();
+                            return Err(fail(format!("environment variable {name} is not set")));
+                        }
+                    },
+                };
+                StoreLocation::parse(&store).map_err(fail)?
             }
         };
         let profiles = table
@@ -317,14 +372,19 @@ impl Loader<'_> {
                 return default;
             }
         };
-        let path = store
-            .strip_prefix("sqlite://")
-            .or_else(|| store.strip_prefix("sqlite:"));
-        match path {
-            Some(path) if !path.is_empty() => StoreLocation::Sqlite(PathBuf::from(path)),
-            _ => {
-                let message = "`store` must be \"sqlite://PATH\" (relative to the working \
-                    directory); PostgreSQL is not supported yet";
+        match StoreLocation::parse(&store) {
+            Ok(location) => {
+                // The password is a secret; the query (a schema, a timeout) is not.
+                let url = match &location {
+                    StoreLocation::Postgres(url) => url::Url::parse(url).ok(),
+                    StoreLocation::Sqlite(_) => None,
+                };
+                if let Some(password) = url.as_ref().and_then(url::Url::password) {
+                    self.redactor.add(password);
+                }
+                location
+            }
+            Err(message) => {
                 self.problem_at("store", None, message);
                 default
             }
@@ -362,6 +422,18 @@ impl Loader<'_> {
     }
 
     /// Resolves `env:NAME` to the variable's value and remembers it as a secret.
+    /// Masks a URL's password and query values wherever text is shown.
+    fn add_url_secrets(&mut self, text: &str) {
+        if let Ok(url) = url::Url::parse(text) {
+            if let Some(password) = url.password() {
+                self.redactor.add(password);
+            }
+            for (_, query_value) in url.query_pairs() {
+                self.redactor.add(&query_value);
+            }
+        }
+    }
+
     fn resolve_env(&mut self, text: &str) -> Result<String, String> {
         let Some(name) = text.strip_prefix("env:") else {
             return Ok(text.to_owned());
@@ -371,14 +443,7 @@ impl Loader<'_> {
             Ok(value) if !value.is_empty() => {
                 self.redactor.add(&value);
                 // A secret URL's password and query values are secrets on their own too.
-                if let Ok(url) = url::Url::parse(&value) {
-                    if let Some(password) = url.password() {
-                        self.redactor.add(password);
-                    }
-                    for (_, query_value) in url.query_pairs() {
-                        self.redactor.add(&query_value);
-                    }
-                }
+                self.add_url_secrets(&value);
                 Ok(value)
             }
             Ok(_) => Err(format!("environment variable {name} is empty")),

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::route;
-use crate::store::{Imported, NewEvent, SqliteStore, StoreError, now_ms};
+use crate::store::{Imported, NewEvent, Store, StoreError, now_ms};
 pub use input::{Input, InputError};
 
 /// Events per store transaction.
@@ -59,7 +59,7 @@ pub enum ImportError {
 /// store failure stops the import, keeping what was already committed.
 pub fn import(
     config: &Config,
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     inputs: &[Input],
 ) -> Result<ImportStats, ImportError> {
     let mut importer = Importer {
@@ -87,7 +87,7 @@ pub fn import(
 
 struct Importer<'a> {
     config: &'a Config,
-    store: &'a mut SqliteStore,
+    store: &'a mut dyn Store,
     stats: ImportStats,
     batch: Vec<NewEvent>,
     started: Instant,

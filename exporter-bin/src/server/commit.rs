@@ -2,12 +2,10 @@
 //! everything waiting in a single transaction. Many small posts then share one fsync, and each
 //! request is answered only after the transaction holding its events has committed.
 
-use std::sync::{Arc, Mutex};
-
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::store::{Imported, NewEvent, SqliteStore};
+use crate::store::{Imported, NewEvent, SharedStore};
 
 /// The most events one group commit stores.
 const GROUP_EVENTS: usize = 20_000;
@@ -26,7 +24,7 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the committer on `store`; `committed` is called after every commit.
-    pub fn start(store: Arc<Mutex<SqliteStore>>, committed: impl Fn() + Send + 'static) -> Self {
+    pub fn start(store: SharedStore, committed: impl Fn() + Send + 'static) -> Self {
         let (queue, requests) = mpsc::channel(QUEUE);
         tokio::spawn(run(store, requests, committed));
         Committer { queue }
@@ -48,7 +46,7 @@ impl Committer {
 }
 
 async fn run(
-    store: Arc<Mutex<SqliteStore>>,
+    store: SharedStore,
     mut requests: mpsc::Receiver<(Vec<NewEvent>, Reply)>,
     committed: impl Fn() + Send + 'static,
 ) {

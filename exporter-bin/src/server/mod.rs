@@ -8,8 +8,8 @@ mod commit;
 mod ingest;
 mod metrics;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::config::Config;
-use crate::store::{SqliteStore, StoreError, now_ms};
+use crate::store::{SharedStore, Store, StoreError, now_ms};
 use crate::worker::Engine;
 pub use commit::Committer;
 
@@ -29,7 +29,7 @@ pub use commit::Committer;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: Arc<Mutex<SqliteStore>>,
+    pub store: SharedStore,
     pub committer: Committer,
     pub engine: Engine,
     pub ingest: Arc<IngestCounts>,
@@ -46,11 +46,12 @@ pub struct IngestCounts {
 impl AppState {
     async fn with_store<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Response> {
         let store = self.store.clone();
         let result =
-            tokio::task::spawn_blocking(move || work(&mut store.lock().expect("store lock"))).await;
+            tokio::task::spawn_blocking(move || work(store.lock().expect("store lock").as_mut()))
+                .await;
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err((
@@ -132,7 +133,7 @@ pub async fn serve(
 }
 
 /// Starts the group committer; each commit wakes the workers.
-pub fn committer(store: Arc<Mutex<SqliteStore>>, engine: &Engine) -> Committer {
+pub fn committer(store: SharedStore, engine: &Engine) -> Committer {
     let engine = engine.clone();
     Committer::start(store, move || engine.wake())
 }

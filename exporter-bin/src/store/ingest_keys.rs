@@ -9,41 +9,45 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, StoreError};
 
-impl SqliteStore {
-    /// The answer saved for `key` and the hash of the request it answered, if any.
-    pub fn find_response(&self, key: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT response, body_hash FROM ingest_keys WHERE key = ?1",
-                [key],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))
-    }
+/// The answer saved for `key` and the hash of the request it answered, if any.
+pub(super) fn find_response(
+    store: &SqliteStore,
+    key: &str,
+) -> Result<Option<(String, Option<String>)>, StoreError> {
+    store
+        .conn
+        .query_row(
+            "SELECT response, body_hash FROM ingest_keys WHERE key = ?1",
+            [key],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| store.sql(e))
+}
 
-    /// Saves the answer given to `key`; the first answer saved wins.
-    pub fn save_response(
-        &mut self,
-        key: &str,
-        body_hash: &str,
-        response: &str,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO ingest_keys (key, response, created_at, body_hash) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (key) DO NOTHING",
-                params![key, response, at, body_hash],
-            )
-            .map(drop)
-            .map_err(|e| self.sql(e))
-    }
+/// Saves the answer given to `key`; the first answer saved wins.
+pub(super) fn save_response(
+    store: &mut SqliteStore,
+    key: &str,
+    body_hash: &str,
+    response: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    store
+        .conn
+        .execute(
+            "INSERT INTO ingest_keys (key, response, created_at, body_hash) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (key) DO NOTHING",
+            params![key, response, at, body_hash],
+        )
+        .map(drop)
+        .map_err(|e| store.sql(e))
+}
 
-    /// Checks that the store answers a query.
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("SELECT 1", [], |_| Ok(()))
-            .map_err(|e| self.sql(e))
-    }
+/// Checks that the store answers a query.
+pub(super) fn ping(store: &SqliteStore) -> Result<(), StoreError> {
+    store
+        .conn
+        .query_row("SELECT 1", [], |_| Ok(()))
+        .map_err(|e| store.sql(e))
 }

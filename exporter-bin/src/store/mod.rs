@@ -25,11 +25,66 @@
 
 mod ingest_keys;
 mod ledger;
+mod pg_schema;
+mod postgres;
 mod schema;
 mod sqlite;
+#[cfg(test)]
+mod suite;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::StoreLocation;
 
 pub use ledger::{DeliveryFilter, DeliveryRow, ProfileStatus, Selection};
-pub use sqlite::{SqliteStore, StoreError};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {error}")]
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+
+    #[error("cannot open the store {path}: the folder {folder} does not exist; create it first")]
+    NoFolder { path: PathBuf, folder: PathBuf },
+
+    #[error(
+        "the store {store} was written by a newer exporter (schema version {found}, this one knows up to {known})"
+    )]
+    NewerSchema {
+        store: String,
+        found: i64,
+        known: i64,
+    },
+
+    #[error(
+        "another exporter is already working the store {path} (lock file {lock}); stop it first or use another store"
+    )]
+    Busy { path: PathBuf, lock: PathBuf },
+
+    #[error("cannot create the lock file {lock}: {error}")]
+    Lock {
+        lock: PathBuf,
+        error: std::io::Error,
+    },
+
+    #[error("store {path}: {error}")]
+    Sql {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+
+    /// A PostgreSQL store failed; `store` is its URL without the password, `message` what the
+    /// server or the connection said.
+    #[error("store {store}: {message}")]
+    Postgres { store: String, message: String },
+}
 
 /// A routed delivery of a new event.
 #[derive(Debug, Clone)]
@@ -126,7 +181,163 @@ pub struct QueueState {
     pub last_error: Option<String>,
 }
 
+/// One exporter process working a store's queue. Its id is new at every start, so the claims
+/// of a process that died are never mistaken for those of the one that replaced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// A UUID, new for each process.
+    pub id: String,
+    /// What operators recognise: the host name and process id.
+    pub name: String,
+}
+
+impl Node {
+    /// This process.
+    pub fn this_process() -> Node {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        Node {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: format!("{host}:{}", std::process::id()),
+        }
+    }
+}
+
+/// How a node stands, for `exporter status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub name: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    /// Set when the node stopped cleanly.
+    pub stopped_at: Option<i64>,
+    /// Pending deliveries it holds a lease on that has not ended.
+    pub claims: u64,
+}
+
+/// The durable queue, whatever keeps it. Every method is one transaction (or one statement)
+/// and none is open across a call to a target. Times are unix milliseconds, given by the caller.
+///
+/// Implementations: [`SqliteStore`] (one file, one working process) and [`PgStore`] (one
+/// PostgreSQL database shared by several nodes). The shared suite in `suite.rs` runs against
+/// both.
+pub trait Store: Send {
+    /// The store as shown to people: a file path, or a URL without its password.
+    fn name(&self) -> &str;
+
+    /// Starts working the queue as `node`: registers it, and where the store has one worker
+    /// at a time (SQLite), takes the lock and releases the leases a stopped process left.
+    /// Returns how many leases were released. Claims made afterwards are leased to `node`.
+    fn join(&mut self, node: &Node, now: i64) -> Result<usize, StoreError>;
+
+    /// Marks the joined node alive at `now` and extends the leases it holds that have not
+    /// ended to `lease_until`, so a slow delivery keeps its claim while a dead node's lapse.
+    fn heartbeat(&mut self, now: i64, lease_until: i64) -> Result<(), StoreError>;
+
+    /// Marks the joined node stopped and releases the leases it still holds.
+    fn leave(&mut self, now: i64) -> Result<(), StoreError>;
+
+    /// Every node that has worked this store recently, newest heartbeat first.
+    fn nodes(&mut self, now: i64) -> Result<Vec<NodeStatus>, StoreError>;
+
+    /// Calls `wake` whenever another process commits new events, until the process ends.
+    /// A store with one process (SQLite) does nothing: its committer wakes the workers itself.
+    fn listen(&mut self, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<(), StoreError>;
+
+    /// Stores events and their deliveries in one transaction, durably.
+    fn import(&mut self, events: &[NewEvent]) -> Result<Vec<Imported>, StoreError>;
+
+    /// Claims up to `limit` due deliveries of `profile` (not in a batch), leasing them until
+    /// `lease_until`, half of them (rounded up) kept for first attempts, skipping any whose
+    /// order has an earlier delivery to this profile still pending. Returns them by id.
+    fn claim(
+        &mut self,
+        profile: &str,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Claims the next batch of a batch target: a failed batch that is due again, whole, or
+    /// else up to `limit` due deliveries pinned together under a new batch id. Returns `None`
+    /// while another claim of this profile's batch holds a lease, so one node at a time flushes
+    /// a profile.
+    fn claim_batch(
+        &mut self,
+        profile: &str,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Option<ClaimedBatch>, StoreError>;
+
+    /// Records outcomes and their attempts in one transaction. An outcome of a delivery whose
+    /// lease another node has taken since keeps its attempt row but does not change the
+    /// delivery.
+    fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError>;
+
+    /// The earliest due time of a pending, unleased delivery of `profile`.
+    fn next_due(&mut self, profile: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Every profile with pending deliveries, and how many.
+    fn pending_profiles(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// How the deliveries of `profile` stand.
+    fn queue_state(&mut self, profile: &str) -> Result<QueueState, StoreError>;
+
+    /// The status of each named profile, and of any other profile with pending deliveries.
+    fn status(&mut self, profiles: &[String], now: i64) -> Result<Vec<ProfileStatus>, StoreError>;
+
+    /// The newest deliveries matching `filter`, each with its attempts, oldest attempt first.
+    fn deliveries(&mut self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError>;
+
+    /// Puts failed deliveries back in the queue, due at `now`, with a fresh attempt count.
+    fn retry_failed(&mut self, selection: &Selection, now: i64) -> Result<usize, StoreError>;
+
+    /// Queues the events delivered to `profile` between `since` and `until` again, as new
+    /// deliveries with new ids, due at `now`.
+    fn replay(
+        &mut self,
+        profile: &str,
+        since: i64,
+        until: i64,
+        now: i64,
+    ) -> Result<usize, StoreError>;
+
+    /// Holds (`true`) or releases a profile's deliveries. Returns the previous setting.
+    fn set_paused(&mut self, profile: &str, paused: bool, now: i64) -> Result<bool, StoreError>;
+
+    /// The answer saved for an `Idempotency-Key` and the hash of the request it answered.
+    fn find_response(&mut self, key: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
+
+    /// Saves the answer given to an `Idempotency-Key`; the first answer saved wins.
+    fn save_response(
+        &mut self,
+        key: &str,
+        body_hash: &str,
+        response: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Checks that the store answers a query.
+    fn ping(&mut self) -> Result<(), StoreError>;
+}
+
+/// A store shared by the tasks of one process.
+pub type SharedStore = std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>;
+
 /// Milliseconds since the Unix epoch, the time unit of the store.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
+}
+
+/// Opens (creating if needed) the store at `location` and brings its schema up to date.
+pub fn open(location: &StoreLocation) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => Box::new(SqliteStore::open(path)?),
+        StoreLocation::Postgres(url) => Box::new(PgStore::open(url)?),
+    })
 }

@@ -7,6 +7,7 @@
 /// `Idempotency-Key` answered, so a key reused for another request is refused. Version 6 keeps
 /// each event's `dateUpdated`, which orders an order's events for the route recheck. Version 7
 /// indexes first attempts and retries apart, so a claim of either reads only what it takes.
+/// Version 8 lists the nodes (processes) that work the store and which node holds each lease.
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE events (
@@ -84,5 +85,17 @@ CREATE INDEX deliveries_fresh ON deliveries (profile, due_at, id)
     WHERE state = 'pending' AND batch_id IS NULL AND attempts = 0;
 CREATE INDEX deliveries_retrying ON deliveries (profile, due_at, id)
     WHERE state = 'pending' AND batch_id IS NULL AND attempts > 0;
+"#,
+    r#"
+CREATE TABLE nodes (
+    id           TEXT    PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    stopped_at   INTEGER
+);
+ALTER TABLE deliveries ADD COLUMN lease_node TEXT;
+CREATE INDEX deliveries_leased ON deliveries (lease_node)
+    WHERE state = 'pending' AND lease_until IS NOT NULL;
 "#,
 ];

@@ -6,51 +6,20 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::schema::MIGRATIONS;
-use super::{Claim, ClaimedBatch, Finished, Imported, NewEvent, Next, QueueState};
-
-/// Why the store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the store {path}: {error}")]
-    Open {
-        path: PathBuf,
-        error: rusqlite::Error,
-    },
-
-    #[error("cannot open the store {path}: the folder {folder} does not exist; create it first")]
-    NoFolder { path: PathBuf, folder: PathBuf },
-
-    #[error(
-        "the store {path} was written by a newer exporter (schema version {found}, this one knows up to {known})"
-    )]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
-
-    #[error(
-        "another exporter is already working the store {path} (lock file {lock}); stop it first or use another store"
-    )]
-    Busy { path: PathBuf, lock: PathBuf },
-
-    #[error("cannot create the lock file {lock}: {error}")]
-    Lock {
-        lock: PathBuf,
-        error: std::io::Error,
-    },
-
-    #[error("store {path}: {error}")]
-    Sql {
-        path: PathBuf,
-        error: rusqlite::Error,
-    },
-}
+use super::{
+    Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Imported, NewEvent, Next, Node,
+    NodeStatus, ProfileStatus, QueueState, Selection, Store, StoreError,
+};
+use super::{ingest_keys, ledger};
 
 /// The embedded store.
 pub struct SqliteStore {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
+    /// The path as text, for [`Store::name`].
+    name: String,
+    /// The node working the queue, once joined; claims are leased to it.
+    node: Option<Node>,
     /// Held while this process works the queue; released on drop.
     _worker_lock: Option<File>,
 }
@@ -86,6 +55,8 @@ impl SqliteStore {
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
+            name: path.display().to_string(),
+            node: None,
             _worker_lock: None,
         };
         store.migrate()?;
@@ -94,7 +65,7 @@ impl SqliteStore {
 
     /// Takes the right to work this store's queue: one worker process per SQLite file. Leases
     /// left by a process that stopped are released, since no other worker can hold them.
-    pub fn lock_for_work(&mut self) -> Result<usize, StoreError> {
+    fn lock_for_work(&mut self) -> Result<usize, StoreError> {
         let lock = lock_path(&self.path);
         let file = File::create(&lock).map_err(|error| StoreError::Lock {
             lock: lock.clone(),
@@ -125,7 +96,7 @@ impl SqliteStore {
         let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(StoreError::NewerSchema {
-                path: self.path.clone(),
+                store: self.name.clone(),
                 found: version,
                 known,
             });
@@ -141,16 +112,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Stores events and their deliveries in one transaction.
-    pub fn import(&mut self, events: &[NewEvent]) -> Result<Vec<Imported>, StoreError> {
-        let path = self.path.clone();
-        self.durable(true)?;
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let results = insert_events(&tx, events).map_err(|e| sql(&path, e))?;
-        tx.commit().map_err(|e| sql(&path, e))?;
-        Ok(results)
-    }
-
     /// Sets how hard the next commits wait for the disk. Events are committed with a sync
     /// (`FULL`): they are acknowledged once stored, and must survive a power cut. Claims and
     /// outcomes skip it (`NORMAL`, still safe against a crash of the process): losing the last
@@ -162,8 +123,96 @@ impl SqliteStore {
             .map_err(|e| sql(&self.path, e))
     }
 
+    pub(super) fn sql(&self, source: rusqlite::Error) -> StoreError {
+        sql(&self.path, source)
+    }
+}
+
+impl Store for SqliteStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn join(&mut self, node: &Node, now: i64) -> Result<usize, StoreError> {
+        let released = self.lock_for_work()?;
+        self.conn
+            .execute(
+                "DELETE FROM nodes WHERE heartbeat_at < ?1",
+                [now - NODES_KEPT_MS],
+            )
+            .map_err(|e| self.sql(e))?;
+        self.conn
+            .execute(
+                "INSERT INTO nodes (id, name, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)",
+                params![node.id, node.name, now],
+            )
+            .map_err(|e| self.sql(e))?;
+        self.node = Some(node.clone());
+        Ok(released)
+    }
+
+    fn heartbeat(&mut self, now: i64, lease_until: i64) -> Result<(), StoreError> {
+        let Some(node) = &self.node else {
+            return Ok(());
+        };
+        let id = node.id.clone();
+        self.durable(false)?;
+        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        tx.execute(
+            "UPDATE nodes SET heartbeat_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE deliveries SET lease_until = ?3
+                 WHERE lease_node = ?1 AND state = 'pending' AND lease_until > ?2",
+                params![id, now, lease_until],
+            )
+        })
+        .map_err(|e| sql(&self.path, e))?;
+        tx.commit().map_err(|e| sql(&self.path, e))
+    }
+
+    fn leave(&mut self, now: i64) -> Result<(), StoreError> {
+        let Some(node) = self.node.take() else {
+            return Ok(());
+        };
+        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        tx.execute(
+            "UPDATE nodes SET heartbeat_at = ?2, stopped_at = ?2 WHERE id = ?1",
+            params![node.id, now],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE lease_node = ?1 AND state = 'pending' AND lease_until IS NOT NULL",
+                [&node.id],
+            )
+        })
+        .map_err(|e| sql(&self.path, e))?;
+        tx.commit().map_err(|e| sql(&self.path, e))
+    }
+
+    fn nodes(&mut self, now: i64) -> Result<Vec<NodeStatus>, StoreError> {
+        nodes(&self.conn, now).map_err(|e| self.sql(e))
+    }
+
+    fn listen(&mut self, _wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Stores events and their deliveries in one transaction.
+    fn import(&mut self, events: &[NewEvent]) -> Result<Vec<Imported>, StoreError> {
+        let path = self.path.clone();
+        self.durable(true)?;
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let results = insert_events(&tx, events).map_err(|e| sql(&path, e))?;
+        tx.commit().map_err(|e| sql(&path, e))?;
+        Ok(results)
+    }
+
     /// Claims up to `limit` due deliveries of `profile`, leasing them until `lease_until`.
-    pub fn claim(
+    fn claim(
         &mut self,
         profile: &str,
         now: i64,
@@ -173,7 +222,12 @@ impl SqliteStore {
         let path = self.path.clone();
         self.durable(false)?;
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let claims = claim_fairly(&tx, profile, now, limit, lease_until)
+        let node = self.node.as_ref().map(|node| node.id.as_str());
+        let lease = Lease {
+            until: lease_until,
+            node,
+        };
+        let claims = claim_fairly(&tx, profile, now, limit, lease)
             .and_then(|mut claims| load_bodies(&tx, &mut claims, true).map(|()| claims))
             .map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
@@ -182,7 +236,7 @@ impl SqliteStore {
 
     /// Claims the next batch of a batch target: a failed batch that is due again, whole, or
     /// else up to `limit` due deliveries, pinned together under a new batch id.
-    pub fn claim_batch(
+    fn claim_batch(
         &mut self,
         profile: &str,
         now: i64,
@@ -191,23 +245,28 @@ impl SqliteStore {
     ) -> Result<Option<ClaimedBatch>, StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let batch =
-            claim_batch(&tx, profile, now, limit, lease_until).map_err(|e| sql(&path, e))?;
+        let node = self.node.as_ref().map(|node| node.id.as_str());
+        let lease = Lease {
+            until: lease_until,
+            node,
+        };
+        let batch = claim_batch(&tx, profile, now, limit, lease).map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
         Ok(batch)
     }
 
     /// Records the outcome of claimed deliveries and their attempts in one transaction.
-    pub fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
+    fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
         let path = self.path.clone();
         self.durable(false)?;
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        record_outcomes(&tx, finished).map_err(|e| sql(&path, e))?;
+        let node = self.node.as_ref().map(|node| node.id.as_str());
+        record_outcomes(&tx, finished, node).map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))
     }
 
     /// The earliest time a pending, unclaimed delivery of `profile` becomes due.
-    pub fn next_due(&self, profile: &str) -> Result<Option<i64>, StoreError> {
+    fn next_due(&mut self, profile: &str) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT min(due_at) FROM deliveries
@@ -218,28 +277,57 @@ impl SqliteStore {
             .map_err(|e| self.sql(e))
     }
 
-    /// Every profile with pending deliveries, and how many.
-    pub fn pending_profiles(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut query = self
-            .conn
-            .prepare(
-                "SELECT profile, count(*) FROM deliveries WHERE state = 'pending' GROUP BY profile",
-            )
-            .map_err(|e| self.sql(e))?;
-        let rows = query
-            .query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))
-            .map_err(|e| self.sql(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.sql(e))
+    fn pending_profiles(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        pending_profiles(&self.conn).map_err(|e| self.sql(e))
     }
 
     /// How the deliveries of `profile` stand.
-    pub fn queue_state(&self, profile: &str) -> Result<QueueState, StoreError> {
+    fn queue_state(&mut self, profile: &str) -> Result<QueueState, StoreError> {
         queue_state(&self.conn, profile).map_err(|e| self.sql(e))
     }
 
-    pub(super) fn sql(&self, source: rusqlite::Error) -> StoreError {
-        sql(&self.path, source)
+    fn status(&mut self, profiles: &[String], now: i64) -> Result<Vec<ProfileStatus>, StoreError> {
+        ledger::status(self, profiles, now)
+    }
+
+    fn deliveries(&mut self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+        ledger::deliveries(self, filter)
+    }
+
+    fn retry_failed(&mut self, selection: &Selection, now: i64) -> Result<usize, StoreError> {
+        ledger::retry_failed(self, selection, now)
+    }
+
+    fn replay(
+        &mut self,
+        profile: &str,
+        since: i64,
+        until: i64,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        ledger::replay(self, profile, since, until, now)
+    }
+
+    fn set_paused(&mut self, profile: &str, paused: bool, now: i64) -> Result<bool, StoreError> {
+        ledger::set_paused(self, profile, paused, now)
+    }
+
+    fn find_response(&mut self, key: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
+        ingest_keys::find_response(self, key)
+    }
+
+    fn save_response(
+        &mut self,
+        key: &str,
+        body_hash: &str,
+        response: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        ingest_keys::save_response(self, key, body_hash, response, at)
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        ingest_keys::ping(self)
     }
 }
 
@@ -254,6 +342,38 @@ fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
     path.with_file_name(name)
+}
+
+/// How long a node that stopped sending heartbeats stays listed.
+const NODES_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Every profile with pending deliveries, and how many.
+pub(super) fn pending_profiles(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut query = conn.prepare_cached(
+        "SELECT profile, count(*) FROM deliveries WHERE state = 'pending' GROUP BY profile",
+    )?;
+    let rows = query.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
+}
+
+fn nodes(conn: &Connection, now: i64) -> rusqlite::Result<Vec<NodeStatus>> {
+    let mut query = conn.prepare_cached(
+        "SELECT n.id, n.name, n.started_at, n.heartbeat_at, n.stopped_at,
+                (SELECT count(*) FROM deliveries d
+                 WHERE d.lease_node = n.id AND d.state = 'pending' AND d.lease_until > ?1)
+         FROM nodes n ORDER BY n.heartbeat_at DESC",
+    )?;
+    let rows = query.query_map([now], |row| {
+        Ok(NodeStatus {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            started_at: row.get(2)?,
+            heartbeat_at: row.get(3)?,
+            stopped_at: row.get(4)?,
+            claims: row.get::<_, i64>(5)? as u64,
+        })
+    })?;
+    rows.collect()
 }
 
 fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<Vec<Imported>> {
@@ -305,6 +425,13 @@ fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<
     Ok(results)
 }
 
+/// Until when, and for which node, a claim holds its deliveries.
+#[derive(Debug, Clone, Copy)]
+struct Lease<'a> {
+    until: i64,
+    node: Option<&'a str>,
+}
+
 /// Which pending deliveries a claim takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempted {
@@ -320,7 +447,7 @@ fn claim_due(
     profile: &str,
     now: i64,
     limit: usize,
-    lease_until: i64,
+    lease: Lease<'_>,
     attempted: Attempted,
 ) -> rusqlite::Result<Vec<Claim>> {
     if limit == 0 {
@@ -334,7 +461,7 @@ fn claim_due(
         Attempted::Before => "AND d.attempts > 0",
     };
     let mut claim = tx.prepare_cached(&format!(
-        "UPDATE deliveries SET lease_until = ?4
+        "UPDATE deliveries SET lease_until = ?4, lease_node = ?5
          WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE d.profile = ?1 AND d.state = 'pending' AND d.batch_id IS NULL {kind}
@@ -348,7 +475,7 @@ fn claim_due(
              LIMIT ?3)
          RETURNING id, uid, order_id, event_id, attempts"
     ))?;
-    let values = params![profile, now, limit as i64, lease_until];
+    let values = params![profile, now, limit as i64, lease.until, lease.node];
     let rows = claim.query_map(values, claim_row)?;
     let mut claims = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     claims.sort_by_key(|c| c.id);
@@ -363,37 +490,16 @@ fn claim_fairly(
     profile: &str,
     now: i64,
     limit: usize,
-    lease_until: i64,
+    lease: Lease<'_>,
 ) -> rusqlite::Result<Vec<Claim>> {
     if paused(tx, profile)? {
         return Ok(Vec::new());
     }
-    let mut claims = claim_due(
-        tx,
-        profile,
-        now,
-        limit.div_ceil(2),
-        lease_until,
-        Attempted::Never,
-    )?;
+    let mut claims = claim_due(tx, profile, now, limit.div_ceil(2), lease, Attempted::Never)?;
     let room = limit - claims.len();
-    claims.extend(claim_due(
-        tx,
-        profile,
-        now,
-        room,
-        lease_until,
-        Attempted::Before,
-    )?);
+    claims.extend(claim_due(tx, profile, now, room, lease, Attempted::Before)?);
     let room = limit - claims.len();
-    claims.extend(claim_due(
-        tx,
-        profile,
-        now,
-        room,
-        lease_until,
-        Attempted::Never,
-    )?);
+    claims.extend(claim_due(tx, profile, now, room, lease, Attempted::Never)?);
     claims.sort_by_key(|c| c.id);
     Ok(claims)
 }
@@ -411,9 +517,20 @@ fn claim_batch(
     profile: &str,
     now: i64,
     limit: usize,
-    lease_until: i64,
+    lease: Lease<'_>,
 ) -> rusqlite::Result<Option<ClaimedBatch>> {
     if paused(tx, profile)? {
+        return Ok(None);
+    }
+    // One flush of a profile at a time: a batch whose lease holds is still being written.
+    let in_flight: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM deliveries
+                        WHERE profile = ?1 AND state = 'pending' AND batch_id IS NOT NULL
+                          AND lease_until > ?2)",
+        params![profile, now],
+        |row| row.get(0),
+    )?;
+    if in_flight {
         return Ok(None);
     }
     let retried = tx
@@ -429,16 +546,17 @@ fn claim_batch(
     let (id, created_at, claims) = match retried {
         Some((id, created_at)) => {
             let mut claim = tx.prepare_cached(
-                "UPDATE deliveries SET lease_until = ?3
+                "UPDATE deliveries SET lease_until = ?3, lease_node = ?4
                  WHERE profile = ?1 AND batch_id = ?2 AND state = 'pending'
                  RETURNING id, uid, order_id, event_id, attempts",
             )?;
-            let rows = claim.query_map(params![profile, id, lease_until], claim_row)?;
+            let values = params![profile, id, lease.until, lease.node];
+            let rows = claim.query_map(values, claim_row)?;
             (id, created_at, rows.collect::<rusqlite::Result<Vec<_>>>()?)
         }
         None => {
             let id = uuid::Uuid::now_v7().to_string();
-            let mut claims = claim_due(tx, profile, now, limit, lease_until, Attempted::Any)?;
+            let mut claims = claim_due(tx, profile, now, limit, lease, Attempted::Any)?;
             let mut pin = tx.prepare_cached(
                 "UPDATE deliveries SET batch_id = ?2, batch_at = ?3 WHERE id = ?1",
             )?;
@@ -505,12 +623,18 @@ fn load_bodies(tx: &Transaction<'_>, claims: &mut [Claim], latest: bool) -> rusq
     Ok(())
 }
 
-fn record_outcomes(tx: &Transaction<'_>, finished: &[Finished]) -> rusqlite::Result<()> {
+/// Records outcomes; a delivery whose lease another node took since it was claimed is left as
+/// that node has it (its attempt is still kept).
+fn record_outcomes(
+    tx: &Transaction<'_>,
+    finished: &[Finished],
+    node: Option<&str>,
+) -> rusqlite::Result<()> {
     let mut update = tx.prepare_cached(
         "UPDATE deliveries
          SET state = ?2, due_at = coalesce(?3, due_at), attempts = attempts + ?4,
              lease_until = NULL, last_status = ?5, last_message = ?6, updated_at = ?7
-         WHERE id = ?1",
+         WHERE id = ?1 AND lease_node IS ?8",
     )?;
     let mut attempt = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, at, duration_ms, outcome, status, message)
@@ -531,7 +655,8 @@ fn record_outcomes(tx: &Transaction<'_>, finished: &[Finished]) -> rusqlite::Res
             f.attempted as i64,
             status,
             f.message,
-            f.at
+            f.at,
+            node
         ])?;
         attempt.execute(params![
             f.id,
@@ -545,7 +670,7 @@ fn record_outcomes(tx: &Transaction<'_>, finished: &[Finished]) -> rusqlite::Res
     Ok(())
 }
 
-fn queue_state(conn: &Connection, profile: &str) -> rusqlite::Result<QueueState> {
+pub(super) fn queue_state(conn: &Connection, profile: &str) -> rusqlite::Result<QueueState> {
     let mut state = QueueState::default();
     let mut counts = conn.prepare_cached(
         "SELECT state, attempts > 0, count(*) FROM deliveries WHERE profile = ?1 GROUP BY 1, 2",
@@ -581,244 +706,4 @@ fn queue_state(conn: &Connection, profile: &str) -> rusqlite::Result<QueueState>
         .optional()?
         .flatten();
     Ok(state)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::NewDelivery;
-
-    fn event(order: &str, trigger: &str, updated: &str, profiles: &[&str], at: i64) -> NewEvent {
-        NewEvent {
-            order_id: order.into(),
-            trigger: trigger.into(),
-            dedup_key: format!("{order}|{trigger}|{updated}"),
-            test_order: false,
-            received_at: at,
-            body: format!(r#"{{"orderId":"{order}","customerType":"{trigger}"}}"#),
-            date_updated: Some(updated.to_owned()),
-            deliveries: profiles
-                .iter()
-                .map(|p| NewDelivery {
-                    profile: (*p).into(),
-                    due_at: at,
-                    test_order: false,
-                })
-                .collect(),
-        }
-    }
-
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("q.db")).unwrap();
-        (dir, store)
-    }
-
-    fn finished(id: i64, next: Next) -> Finished {
-        Finished {
-            id,
-            next,
-            attempted: true,
-            outcome: "x",
-            status: None,
-            message: String::new(),
-            at: 10,
-            duration_ms: 1,
-        }
-    }
-
-    #[test]
-    fn stores_an_event_once() {
-        let (_dir, mut store) = store();
-        let a = event("A", "Partial", "t1", &["p"], 0);
-        let results = store.import(&[a.clone(), a]).unwrap();
-        assert_eq!(results, [Imported::Stored, Imported::Duplicate]);
-        assert_eq!(store.queue_state("p").unwrap().scheduled, 1);
-    }
-
-    #[test]
-    fn claims_only_due_unleased_deliveries() {
-        let (_dir, mut store) = store();
-        store
-            .import(&[
-                event("A", "Partial", "1", &["p"], 0),
-                event("B", "Partial", "1", &["p"], 100),
-            ])
-            .unwrap();
-        let first = store.claim("p", 50, 10, 1_000).unwrap();
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].order_id, "A");
-        assert!(
-            store.claim("p", 50, 10, 1_000).unwrap().is_empty(),
-            "leased"
-        );
-        assert_eq!(
-            store.claim("p", 1_000, 10, 2_000).unwrap().len(),
-            2,
-            "lease ended, B due"
-        );
-    }
-
-    #[test]
-    fn keeps_arrival_order_per_order_and_profile() {
-        let (_dir, mut store) = store();
-        let events = [
-            event("A", "Partial", "1", &["p"], 0),
-            event("A", "New Sale", "2", &["p"], 0),
-        ];
-        store.import(&events).unwrap();
-        let first = store.claim("p", 10, 10, 100).unwrap();
-        assert_eq!(first.len(), 1, "the second waits for the first");
-        assert_eq!(first[0].latest.as_ref().map(|l| l.0), Some(2));
-        store
-            .record(&[finished(first[0].id, Next::RetryAt(20))])
-            .unwrap();
-        assert!(
-            store
-                .claim("p", 30, 10, 100)
-                .unwrap()
-                .iter()
-                .all(|c| c.id == first[0].id)
-        );
-    }
-
-    #[test]
-    fn records_outcomes_and_attempts() {
-        let (_dir, mut store) = store();
-        store
-            .import(&[event("A", "Partial", "1", &["p"], 0)])
-            .unwrap();
-        let claim = store.claim("p", 10, 10, 100).unwrap().remove(0);
-        let mut retry = finished(claim.id, Next::RetryAt(500));
-        retry.message = "HTTP 500".into();
-        store.record(&[retry]).unwrap();
-        let state = store.queue_state("p").unwrap();
-        assert_eq!((state.retrying, state.next_due), (1, Some(500)));
-        assert_eq!(state.last_error.as_deref(), Some("HTTP 500"));
-        let claim = store.claim("p", 500, 10, 600).unwrap().remove(0);
-        assert_eq!(claim.attempts, 1);
-        store
-            .record(&[finished(claim.id, Next::Delivered)])
-            .unwrap();
-        assert_eq!(store.queue_state("p").unwrap().delivered, 1);
-    }
-
-    #[test]
-    fn one_worker_per_store_and_stale_leases_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let mut first = SqliteStore::open(&path).unwrap();
-        first
-            .import(&[event("A", "Partial", "1", &["p"], 0)])
-            .unwrap();
-        first.claim("p", 10, 10, i64::MAX).unwrap();
-        assert_eq!(first.lock_for_work().unwrap(), 1);
-        let mut second = SqliteStore::open(&path).unwrap();
-        assert!(matches!(
-            second.lock_for_work(),
-            Err(StoreError::Busy { .. })
-        ));
-        drop(first);
-        assert_eq!(second.lock_for_work().unwrap(), 0);
-    }
-
-    #[test]
-    fn a_failed_batch_is_claimed_again_whole_without_new_members() {
-        let (_dir, mut store) = store();
-        store
-            .import(&[
-                event("A", "Refund", "1", &["p"], 0),
-                event("B", "Refund", "1", &["p"], 0),
-            ])
-            .unwrap();
-        let first = store.claim_batch("p", 10, 100, 20).unwrap().unwrap();
-        assert_eq!(first.claims.len(), 2);
-        let retry: Vec<_> = first
-            .claims
-            .iter()
-            .map(|c| finished(c.id, Next::RetryAt(50)))
-            .collect();
-        store.record(&retry).unwrap();
-        store
-            .import(&[event("C", "Refund", "1", &["p"], 40)])
-            .unwrap();
-
-        let again = store.claim_batch("p", 60, 100, 70).unwrap().unwrap();
-        assert_eq!((&again.id, again.created_at), (&first.id, 10));
-        let ids = |b: &ClaimedBatch| b.claims.iter().map(|c| c.id).collect::<Vec<_>>();
-        assert_eq!(ids(&again), ids(&first));
-        assert!(
-            again
-                .claims
-                .iter()
-                .all(|c| c.latest.is_none() && !c.body.is_empty())
-        );
-
-        let done: Vec<_> = again
-            .claims
-            .iter()
-            .map(|c| finished(c.id, Next::Delivered))
-            .collect();
-        store.record(&done).unwrap();
-        let next = store.claim_batch("p", 80, 100, 90).unwrap().unwrap();
-        assert_ne!(next.id, first.id);
-        assert_eq!(next.claims.len(), 1, "C forms a new batch");
-    }
-
-    #[test]
-    fn keeps_half_of_each_claim_for_first_attempts() {
-        let (_dir, mut store) = store();
-        let old: Vec<_> = (0..6)
-            .map(|i| event(&format!("R{i}"), "Partial", "1", &["p"], 0))
-            .collect();
-        store.import(&old).unwrap();
-        let first = store.claim("p", 10, 6, 20).unwrap();
-        let retry: Vec<_> = first
-            .iter()
-            .map(|c| finished(c.id, Next::RetryAt(30)))
-            .collect();
-        store.record(&retry).unwrap();
-        let fresh: Vec<_> = (0..6)
-            .map(|i| event(&format!("F{i}"), "Partial", "1", &["p"], 40))
-            .collect();
-        store.import(&fresh).unwrap();
-
-        let mixed = store.claim("p", 50, 4, 60).unwrap();
-        let retries = mixed.iter().filter(|c| c.attempts > 0).count();
-        assert_eq!(
-            (mixed.len(), retries),
-            (4, 2),
-            "the older retries do not take every slot"
-        );
-        let rest = store.claim("p", 50, 100, 60).unwrap();
-        assert_eq!(
-            rest.len(),
-            8,
-            "a share one kind leaves is used by the other"
-        );
-    }
-
-    #[test]
-    fn the_latest_event_is_the_one_the_crm_updated_last() {
-        let (_dir, mut store) = store();
-        let sale = event("A", "New Sale", "2026-11-02 06:18:14", &[], 0);
-        let partial = event("A", "Partial", "2026-11-02 06:00:33", &["p"], 0);
-        store.import(&[sale, partial]).unwrap();
-        let claim = store.claim("p", 10, 10, 100).unwrap().remove(0);
-        assert_eq!(
-            claim.latest.map(|l| l.0),
-            Some(1),
-            "the sale, though it arrived first"
-        );
-
-        let (_dir, mut store) = self::store();
-        let partial = event("B", "Partial", "2026-11-02 06:00:33", &["p"], 0);
-        let stale = event("B", "New Sale", "2026-11-02 05:00:00", &[], 0);
-        store.import(&[partial, stale]).unwrap();
-        let claim = store.claim("p", 10, 10, 100).unwrap().remove(0);
-        assert_eq!(
-            claim.latest, None,
-            "an older update arriving later is not the latest"
-        );
-    }
 }

@@ -28,11 +28,16 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
 use crate::metrics::Histogram;
-use crate::store::{Claim, ClaimedBatch, Finished, Next, SqliteStore, StoreError, now_ms};
+use crate::store::{Claim, ClaimedBatch, Finished, Next, SharedStore, Store, StoreError, now_ms};
 use breaker::{Breaker, Permit};
 
-/// How long a claim is held before another worker may take it.
-const LEASE: Duration = Duration::from_secs(600);
+/// How long a claim is held before another node may take it. A node renews the leases of
+/// what it is still delivering at every heartbeat, so a dead node's claims return to the queue
+/// within this time while a slow delivery keeps its own.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// How often a node tells the store it is alive and renews its leases.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// The longest a worker sleeps before looking at the queue again.
 const POLL: Duration = Duration::from_secs(1);
@@ -62,7 +67,7 @@ pub struct RunCounts {
 /// Works the queue of every profile of a config.
 #[derive(Clone)]
 pub struct Engine {
-    store: Arc<Mutex<SqliteStore>>,
+    store: SharedStore,
     config: Arc<Config>,
     counts: Arc<Mutex<BTreeMap<String, RunCounts>>>,
     /// How long each call to a profile's target took.
@@ -80,7 +85,7 @@ enum Mode {
 }
 
 impl Engine {
-    pub fn new(store: Arc<Mutex<SqliteStore>>, config: Arc<Config>) -> Self {
+    pub fn new(store: SharedStore, config: Arc<Config>) -> Self {
         Engine {
             store,
             config,
@@ -125,9 +130,37 @@ impl Engine {
             tasks.spawn(async move { engine.keep_working(index, mode, shutdown).await });
         }
         let reporter = tokio::spawn(self.clone().report_progress());
+        let heartbeat = tokio::spawn(self.clone().keep_heartbeat());
+        if mode == Mode::Forever {
+            let wake = self.wake.clone();
+            let wake = Arc::new(move || wake.notify_waiters());
+            if let Err(error) = self.with_store(move |store| store.listen(wake)).await {
+                warn!(%error, "cannot listen for new events; looking for them every second");
+            }
+        }
         let result = Self::join(tasks).await;
         reporter.abort();
+        heartbeat.abort();
+        // Nothing is in flight any more: hand back what this node still holds.
+        if let Err(error) = self.with_store(|store| store.leave(now_ms())).await {
+            warn!(%error, "could not mark this node stopped in the store");
+        }
         result
+    }
+
+    /// Marks this node alive and renews its leases every [`HEARTBEAT`].
+    async fn keep_heartbeat(self) {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            let now = now_ms();
+            let lease_until = now + LEASE.as_millis() as i64;
+            if let Err(error) = self
+                .with_store(move |store| store.heartbeat(now, lease_until))
+                .await
+            {
+                warn!(%error, "could not renew this node's claims; another node may take them");
+            }
+        }
     }
 
     async fn join(
@@ -285,7 +318,7 @@ impl Engine {
         loop {
             let name = profile.name.clone();
             let lease_until = now_ms() + LEASE.as_millis() as i64;
-            let claim = move |store: &mut SqliteStore| {
+            let claim = move |store: &mut dyn Store| {
                 store.claim_batch(&name, cutoff, FLUSH_LIMIT, lease_until)
             };
             let Some(batch) = self.with_store(claim).await? else {
@@ -438,10 +471,10 @@ impl Engine {
 
     async fn with_store<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&mut store.lock().expect("store lock")))
+        tokio::task::spawn_blocking(move || work(store.lock().expect("store lock").as_mut()))
             .await
             .expect("store task panicked")
     }
