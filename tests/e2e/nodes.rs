@@ -194,8 +194,12 @@ mappings = [
                 post(&client, &bases, batch + step, &events).await
             }));
             if step == 1 && batch == 10 {
-                // Kill the third node mid-run, while it holds claims; note which.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Kill the third node mid-run, once it holds claims; then note which it held.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while claims_held_by(&schema, victim_pid).is_empty() {
+                    assert!(Instant::now() < deadline, "the third node never claimed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 nodes[2].child.kill().expect("SIGKILL");
                 nodes[2].child.wait().unwrap();
                 held_by_victim = claims_held_by(&schema, victim_pid);

@@ -70,7 +70,7 @@ impl StoreLocation {
                 Ok(_) => Ok(StoreLocation::Postgres(text.to_owned())),
                 Err(error) => Err(format!(
                     "`store` is not a valid PostgreSQL URL ({}): {error}",
-                    masked_url(text)
+                    crate::store::masked_url(text)
                 )),
             };
         }
@@ -85,20 +85,8 @@ impl StoreLocation {
     pub fn display(&self) -> String {
         match self {
             StoreLocation::Sqlite(path) => format!("sqlite://{}", path.display()),
-            StoreLocation::Postgres(url) => masked_url(url),
+            StoreLocation::Postgres(url) => crate::store::masked_url(url),
         }
-    }
-}
-
-/// A URL with its password replaced by `***`.
-pub fn masked_url(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(_) => text.to_owned(),
-        Err(_) => "(an unreadable URL)".to_owned(),
     }
 }
 
@@ -374,13 +362,17 @@ impl Loader<'_> {
         };
         match StoreLocation::parse(&store) {
             Ok(location) => {
-                // The password is a secret; the query (a schema, a timeout) is not.
+                // The password is a secret; the rest of the query (a schema, a timeout) is not.
                 let url = match &location {
                     StoreLocation::Postgres(url) => url::Url::parse(url).ok(),
                     StoreLocation::Sqlite(_) => None,
                 };
-                if let Some(password) = url.as_ref().and_then(url::Url::password) {
-                    self.redactor.add(password);
+                if let Some(url) = url {
+                    let in_query = url.query_pairs().filter(|(key, _)| key == "password");
+                    let passwords = url.password().map(str::to_owned).into_iter();
+                    for password in passwords.chain(in_query.map(|(_, value)| value.into_owned())) {
+                        self.redactor.add(&password);
+                    }
                 }
                 location
             }
@@ -522,5 +514,59 @@ pub fn toml_to_json(value: toml::Value) -> Value {
                 .map(|(k, v)| (k, toml_to_json(v)))
                 .collect(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(store: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "store = \"{store}\"\n[[profile]]\nname = \"p\"\ntype = \"csv\"\ndir = \"out\"\n\
+             routes = [ {{ triggers = [\"New Sale\"] }} ]\n\
+             mappings = [ {{ name = \"order\", field = \"orderId\" }} ]\n"
+        );
+        Config::parse(Path::new("exporter.toml"), &text)
+    }
+
+    #[test]
+    fn a_postgres_store_keeps_its_password_out_of_sight() {
+        let config = load("postgres://exporter:s3cret-pw@127.0.0.1:5432/test").unwrap();
+        assert_eq!(
+            config.store,
+            StoreLocation::Postgres("postgres://exporter:s3cret-pw@127.0.0.1:5432/test".into())
+        );
+        let shown = config.store.display();
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("127.0.0.1:5432/test"), "{shown}");
+        let masked = config.redactor.redact("FATAL: password s3cret-pw is wrong");
+        assert!(!masked.contains("s3cret-pw"), "{masked}");
+
+        let config = load("postgresql://exporter@127.0.0.1/test?password=qu3ry-pw").unwrap();
+        assert!(!config.store.display().contains("qu3ry-pw"));
+        assert!(!config.redactor.redact("qu3ry-pw").contains("qu3ry-pw"));
+    }
+
+    #[test]
+    fn a_schema_in_the_url_is_not_taken_for_a_secret() {
+        let config = load("postgres://u@127.0.0.1/test?options=-csearch_path%3Dpublic").unwrap();
+        assert_eq!(config.redactor.redact("public"), "public");
+    }
+
+    #[test]
+    fn a_store_that_is_neither_sqlite_nor_postgres_is_refused_by_name() {
+        for (store, expected) in [
+            ("mysql://127.0.0.1/db", "must be \"sqlite://PATH\""),
+            ("sqlite://", "names no file"),
+            (
+                "postgres://u:pw@127.0.0.1:notaport/db",
+                "not a valid PostgreSQL URL",
+            ),
+        ] {
+            let error = load(store).err().expect(store).to_string();
+            assert!(error.contains(expected), "{store}: {error}");
+            assert!(!error.contains(":pw@"), "{store}: {error}");
+        }
     }
 }

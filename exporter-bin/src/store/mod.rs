@@ -39,7 +39,7 @@ use serde::Serialize;
 use crate::config::StoreLocation;
 
 pub use ledger::{DeliveryFilter, DeliveryRow, ProfileStatus, Selection};
-pub use postgres::PgStore;
+pub use postgres::{PgStore, masked_url};
 pub use sqlite::SqliteStore;
 
 /// Why the store could not do what was asked.
@@ -328,6 +328,21 @@ pub trait Store: Send {
 
 /// A store shared by the tasks of one process.
 pub type SharedStore = std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>;
+
+/// Until when, and for which node, a claim holds its deliveries.
+#[derive(Debug, Clone, Copy)]
+struct Lease<'a> {
+    until: i64,
+    node: Option<&'a str>,
+}
+
+/// Which pending deliveries a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempted {
+    Any,
+    Never,
+    Before,
+}
 
 /// Milliseconds since the Unix epoch, the time unit of the store.
 pub fn now_ms() -> i64 {

@@ -28,8 +28,8 @@ use tracing::warn;
 use super::ledger::AttemptRow;
 use super::pg_schema::{self, MIGRATIONS};
 use super::{
-    Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Imported, NewEvent, Next, Node,
-    NodeStatus, ProfileStatus, QueueState, Selection, Store, StoreError,
+    Attempted, Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Imported, Lease,
+    NewEvent, Next, Node, NodeStatus, ProfileStatus, QueueState, Selection, Store, StoreError,
 };
 
 /// How long opening a connection may take before it fails.
@@ -69,7 +69,7 @@ impl PgStore {
     /// Connects to the database at `url`, brings the schema of the connection's current schema
     /// up to date, and returns the store.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
-        let name = masked(url);
+        let name = masked_url(url);
         let fail = |what: &str, message: String| StoreError::Postgres {
             store: name.clone(),
             message: format!("{what}: {message}"),
@@ -527,7 +527,7 @@ fn describe(error: &postgres::Error) -> String {
 
 /// The URL as shown to people: its password, in the user part or the query, is `***`. A
 /// connection string that is not a URL is shown as the URL of what it connects to.
-fn masked(url: &str) -> String {
+pub fn masked_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
         return match url.parse::<Config>() {
             Ok(config) => config_address(&config),
@@ -780,21 +780,6 @@ impl<'a> NewDeliveries<'a> {
         self.due_at.push(delivery.due_at);
         self.created_at.push(event.received_at);
     }
-}
-
-/// Until when, and for which node, a claim holds its deliveries.
-#[derive(Debug, Clone, Copy)]
-struct Lease<'a> {
-    until: i64,
-    node: Option<&'a str>,
-}
-
-/// Which pending deliveries a claim takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempted {
-    Any,
-    Never,
-    Before,
 }
 
 /// Leases up to `limit` due deliveries that belong to no batch, oldest due first, skipping any
@@ -1238,18 +1223,18 @@ mod tests {
     #[test]
     fn masks_the_password_of_a_url() {
         let url = "postgres://app:s3cret@db.example:5432/queue?options=-csearch_path%3Dx";
-        let shown = masked(url);
+        let shown = masked_url(url);
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(
             shown.starts_with("postgres://app:***@db.example:5432/queue"),
             "{shown}"
         );
 
-        let shown = masked("postgres://app@db.example/queue?password=s3cret&sslmode=disable");
+        let shown = masked_url("postgres://app@db.example/queue?password=s3cret&sslmode=disable");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("password=***"), "{shown}");
 
-        let shown = masked("host=db.example user=app password=s3cret dbname=queue");
+        let shown = masked_url("host=db.example user=app password=s3cret dbname=queue");
         assert_eq!(shown, "postgres://app@db.example/queue");
     }
 

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::schema::MIGRATIONS;
 use super::{
-    Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Imported, NewEvent, Next, Node,
-    NodeStatus, ProfileStatus, QueueState, Selection, Store, StoreError,
+    Attempted, Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Imported, Lease,
+    NewEvent, Next, Node, NodeStatus, ProfileStatus, QueueState, Selection, Store, StoreError,
 };
 use super::{ingest_keys, ledger};
 
@@ -423,21 +423,6 @@ fn insert_events(tx: &Transaction<'_>, events: &[NewEvent]) -> rusqlite::Result<
         results.push(Imported::Stored);
     }
     Ok(results)
-}
-
-/// Until when, and for which node, a claim holds its deliveries.
-#[derive(Debug, Clone, Copy)]
-struct Lease<'a> {
-    until: i64,
-    node: Option<&'a str>,
-}
-
-/// Which pending deliveries a claim takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempted {
-    Any,
-    Never,
-    Before,
 }
 
 /// Leases up to `limit` due deliveries that belong to no batch, oldest due first, skipping any
