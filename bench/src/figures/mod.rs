@@ -67,7 +67,7 @@ pub fn pending(exporter: &Path, dir: &Path) -> anyhow::Result<u64> {
         .output()?;
     anyhow::ensure!(output.status.success(), "exporter status failed");
     let statuses: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let leads = statuses
+    let leads = statuses["profiles"]
         .as_array()
         .into_iter()
         .flatten()
