@@ -293,9 +293,20 @@ mappings = [
     let status: Value = serde_json::from_slice(&output.stdout).expect("status --json");
     let listed = status["nodes"].as_array().expect("nodes").len();
     assert_eq!(listed, 3, "{status}");
-    for node in &mut nodes[..2] {
-        node.child.kill().unwrap();
-        node.child.wait().unwrap();
+    // The survivors stop cleanly on SIGTERM (the store's client was once dropped inside the
+    // runtime and panicked on the way out).
+    for (n, node) in nodes[..2].iter_mut().enumerate() {
+        let pid = node.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = node.child.wait().unwrap();
+        let log = std::fs::read_to_string(scratch.path(&format!("node{n}.log"))).unwrap();
+        assert!(
+            status.success() && !log.contains("panicked"),
+            "{status}: {log}"
+        );
     }
     eprintln!(
         "{} deliveries, {} requests, {} claims held by the killed node, {} sent twice",
@@ -313,4 +324,126 @@ fn claims_held_by(schema: &PgSchema, pid: u32) -> BTreeSet<String> {
          WHERE n.name LIKE '%:{pid}' AND d.state = 'pending' AND d.lease_until IS NOT NULL"
     ));
     rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// A TCP relay on loopback to the test PostgreSQL server that can stop passing bytes while
+/// keeping its connections open: a database that stopped answering.
+struct StallingRelay {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingRelay {
+    async fn start() -> StallingRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    ),
+                    (Box::new(server_read), Box::new(client_write)),
+                ] {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buffer = vec![0; 16 * 1024];
+                        loop {
+                            let Ok(read) = from.read(&mut buffer).await else {
+                                return;
+                            };
+                            if read == 0 {
+                                return;
+                            }
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if to.write_all(&buffer[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        StallingRelay { port, stalled }
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A database that stops answering (a stalled network) gets clients a 503 within the store
+/// wait, not a request that hangs until the client gives up; once it answers again, so does
+/// the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stops_answering_gets_503_not_a_hang() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let schema = PgSchema::new();
+    let relay = StallingRelay::start().await;
+    let config = format!(
+        r#"
+store = "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{}"
+
+[server]
+tokens = ["env:NODES_TOKEN"]
+
+[[profile]]
+name = "Calls"
+type = "postback"
+url = "http://127.0.0.1:9/never"
+delay_minutes = 60
+routes = [ {{ triggers = ["New Sale"] }} ]
+mappings = [ {{ name = "order", field = "orderId" }} ]
+"#,
+        relay.port, schema.name
+    );
+    let scratch = Scratch::new(&config);
+    let mut node = start_node(&scratch, "node.log");
+    let client = reqwest::Client::new();
+    let post = |order: &str| {
+        client
+            .post(format!("{}/v1/events", node.base))
+            .bearer_auth(TOKEN)
+            .body(format!(
+                r#"{{"orderId":"{order}","customerType":"New Sale"}}"#
+            ))
+            .timeout(Duration::from_secs(60))
+            .send()
+    };
+    assert_eq!(post("S1").await.unwrap().status().as_u16(), 202);
+
+    relay.stall(true);
+    let started = Instant::now();
+    let answer = post("S2").await.expect("an answer, not a client timeout");
+    let waited = started.elapsed();
+    assert_eq!(answer.status().as_u16(), 503, "{:?}", answer.text().await);
+    assert!(
+        waited < Duration::from_secs(30),
+        "answered after {waited:?}"
+    );
+
+    relay.stall(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if post("S3").await.unwrap().status().as_u16() == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node never recovered");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
 }

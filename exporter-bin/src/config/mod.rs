@@ -65,6 +65,15 @@ impl StoreLocation {
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let authority = text.split("://").nth(1).unwrap_or_default();
+            let authority = authority.split(['/', '?']).next().unwrap_or_default();
+            if authority.matches('@').count() > 1 {
+                return Err(
+                    "`store`: a PostgreSQL URL with `@` in its user or password must \
+                     write it as %40"
+                        .to_owned(),
+                );
+            }
             // The client parses the rest; check it here so a typo is reported at load time.
             return match text.parse::<postgres::Config>() {
                 Ok(_) => Ok(StoreLocation::Postgres(text.to_owned())),
@@ -563,6 +572,7 @@ mod tests {
                 "postgres://u:pw@127.0.0.1:notaport/db",
                 "not a valid PostgreSQL URL",
             ),
+            ("postgres://u:p@w@127.0.0.1/db", "write it as %40"),
         ] {
             let error = load(store).err().expect(store).to_string();
             assert!(error.contains(expected), "{store}: {error}");

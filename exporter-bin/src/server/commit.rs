@@ -5,6 +5,7 @@
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
+use super::STORE_WAIT;
 use crate::store::{Imported, NewEvent, SharedStore};
 
 /// The most events one group commit stores.
@@ -62,12 +63,29 @@ async fn run(
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
         let all: Vec<NewEvent> = batches.into_iter().flatten().collect();
         let store = store.clone();
-        let (all, result) = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let result = store.lock().expect("store lock").import(&all);
             (all, result)
-        })
-        .await
-        .expect("commit task panicked");
+        });
+        let (all, result) = match tokio::time::timeout(STORE_WAIT, task).await {
+            Ok(joined) => joined.expect("commit task panicked"),
+            Err(_) => {
+                error!(
+                    events,
+                    wait_secs = STORE_WAIT.as_secs(),
+                    "the store did not answer; the requests are answered 503 (their events may \
+                     still be stored when it does: sent again, they create no duplicates)",
+                );
+                let message = format!(
+                    "the store did not answer within {} s; send the events again",
+                    STORE_WAIT.as_secs()
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+                continue;
+            }
+        };
         match result {
             Ok(results) => {
                 committed();

@@ -25,6 +25,10 @@ use crate::store::{SharedStore, Store, StoreError, now_ms};
 use crate::worker::Engine;
 pub use commit::Committer;
 
+/// The longest a request waits for the store before it is answered 503: a store that stopped
+/// answering (a stalled network to PostgreSQL) must not hold clients until they give up.
+pub(crate) const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -49,21 +53,25 @@ impl AppState {
         work: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Response> {
         let store = self.store.clone();
-        let result =
-            tokio::task::spawn_blocking(move || work(store.lock().expect("store lock").as_mut()))
-                .await;
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                error_body(&error.to_string()),
-            )
-                .into_response()),
-            Err(_) => Err((
+        let task =
+            tokio::task::spawn_blocking(move || work(store.lock().expect("store lock").as_mut()));
+        let unavailable =
+            |message: &str| (StatusCode::SERVICE_UNAVAILABLE, error_body(message)).into_response();
+        match tokio::time::timeout(STORE_WAIT, task).await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(unavailable(&error.to_string())),
+            Ok(Err(_)) => Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 error_body("store task failed"),
             )
                 .into_response()),
+            Err(_) => {
+                let wait = STORE_WAIT.as_secs();
+                warn!(wait_secs = wait, "the store did not answer; answering 503");
+                Err(unavailable(&format!(
+                    "the store did not answer within {wait} s"
+                )))
+            }
         }
     }
 

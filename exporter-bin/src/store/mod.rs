@@ -12,7 +12,9 @@
 //!   Nothing is ever deleted.
 //! - A worker claims due deliveries by setting a lease; a claimed delivery stays `pending`, so
 //!   a crash between claim and outcome returns it to the queue when the lease ends (or at once
-//!   when the next worker starts, since one worker process owns a SQLite store at a time).
+//!   when the next worker starts, since one worker process owns a SQLite store at a time). A
+//!   worker releases the claims it will not attempt (shutdown, a target held by its breaker):
+//!   they stay as they were, unattempted, and can be claimed again at once.
 //! - No transaction is open while a target is called: claim commits, delivery happens, then the
 //!   outcome and its attempt row commit together.
 //! - A batch target's deliveries are claimed as a batch: a pinned batch id and creation time
@@ -234,8 +236,10 @@ pub trait Store: Send {
     /// Returns how many leases were released. Claims made afterwards are leased to `node`.
     fn join(&mut self, node: &Node, now: i64) -> Result<usize, StoreError>;
 
-    /// Marks the joined node alive at `now` and extends the leases it holds that have not
-    /// ended to `lease_until`, so a slow delivery keeps its claim while a dead node's lapse.
+    /// Marks the joined node alive at `now` and extends to `lease_until` the leases of the
+    /// claims this handle gave out and has not seen recorded or released, so a slow delivery
+    /// keeps its claim while a dead node's lapse. Claims whose outcome failed to commit are
+    /// released here, so they return to the queue at once.
     fn heartbeat(&mut self, now: i64, lease_until: i64) -> Result<(), StoreError>;
 
     /// Marks the joined node stopped and releases the leases it still holds.
@@ -273,6 +277,11 @@ pub trait Store: Send {
         limit: usize,
         lease_until: i64,
     ) -> Result<Option<ClaimedBatch>, StoreError>;
+
+    /// Ends the leases of claimed deliveries that were not attempted (the breaker opened, the
+    /// node is stopping), so the next claim may take them at once. Nothing else about them
+    /// changes and no attempt is written.
+    fn release(&mut self, ids: &[i64]) -> Result<(), StoreError>;
 
     /// Records outcomes and their attempts in one transaction. An outcome of a delivery whose
     /// lease another node has taken since keeps its attempt row but does not change the
@@ -328,6 +337,42 @@ pub trait Store: Send {
 
 /// A store shared by the tasks of one process.
 pub type SharedStore = std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>;
+
+/// The claims a store handle has handed out and not yet seen settled. A heartbeat renews only
+/// these, so a claim whose outcome could not be recorded (a full disk, a lost connection) is
+/// not renewed for as long as the node lives: the next heartbeat that reaches the store hands
+/// it back to the queue, and failing that its lease ends.
+#[derive(Debug, Default)]
+struct Holdings {
+    held: std::collections::BTreeSet<i64>,
+    /// Claims whose outcome or release failed to commit: released at the next heartbeat.
+    orphaned: std::collections::BTreeSet<i64>,
+}
+
+impl Holdings {
+    fn claimed(&mut self, ids: impl IntoIterator<Item = i64>) {
+        self.held.extend(ids);
+    }
+
+    /// The claims `ids` are settled (recorded or released), or, when `committed` is false,
+    /// left to be released at the next heartbeat.
+    fn settled(&mut self, ids: impl IntoIterator<Item = i64>, committed: bool) {
+        for id in ids {
+            self.held.remove(&id);
+            if !committed {
+                self.orphaned.insert(id);
+            }
+        }
+    }
+
+    fn held(&self) -> Vec<i64> {
+        self.held.iter().copied().collect()
+    }
+
+    fn orphaned(&self) -> Vec<i64> {
+        self.orphaned.iter().copied().collect()
+    }
+}
 
 /// Until when, and for which node, a claim holds its deliveries.
 #[derive(Debug, Clone, Copy)]

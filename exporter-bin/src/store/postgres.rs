@@ -28,8 +28,9 @@ use tracing::warn;
 use super::ledger::AttemptRow;
 use super::pg_schema::{self, MIGRATIONS};
 use super::{
-    Attempted, Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Imported, Lease,
-    NewEvent, Next, Node, NodeStatus, ProfileStatus, QueueState, Selection, Store, StoreError,
+    Attempted, Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Holdings, Imported,
+    Lease, NewEvent, Next, Node, NodeStatus, ProfileStatus, QueueState, Selection, Store,
+    StoreError,
 };
 
 /// How long opening a connection may take before it fails.
@@ -50,7 +51,8 @@ const MAX_IDENTIFIER: usize = 63;
 
 /// The store of several nodes.
 pub struct PgStore {
-    client: Client,
+    /// The connection; `None` only while the store is dropped.
+    client: Option<Client>,
     /// Connection settings, for reconnecting and for the listener's own connection.
     config: Config,
     /// The URL without its password, for [`Store::name`] and every message.
@@ -63,6 +65,8 @@ pub struct PgStore {
     statements: HashMap<String, Statement>,
     /// Set when the connection failed: the next call connects again.
     broken: bool,
+    /// The claims handed out and not yet settled.
+    holdings: Holdings,
 }
 
 impl PgStore {
@@ -80,6 +84,14 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // Named in pg_stat_activity; a peer that vanished is noticed in about 20 s, not hours.
+        if config.get_application_name().is_none() {
+            config.application_name("exporter");
+        }
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(2);
         let mut client = connect(&config).map_err(|e| fail("cannot connect", describe(&e)))?;
         migrate(&mut client, &name)?;
         let schema: Option<String> = client
@@ -87,13 +99,14 @@ impl PgStore {
             .map_err(|e| fail("cannot read the current schema", describe(&e)))?
             .get(0);
         Ok(PgStore {
-            client,
+            client: Some(client),
             config,
             channel: channel_name(schema.as_deref().unwrap_or_default()),
             name,
             node: None,
             statements: HashMap::new(),
             broken: false,
+            holdings: Holdings::default(),
         })
     }
 
@@ -104,13 +117,14 @@ impl PgStore {
         what: &str,
         work: impl FnOnce(&mut Session<'_>) -> Result<T, postgres::Error>,
     ) -> Result<T, StoreError> {
-        if self.broken || self.client.is_closed() {
-            self.client = connect(&self.config).map_err(|e| self.error(what, &e))?;
+        if self.broken || self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(connect(&self.config).map_err(|e| self.error(what, &e))?);
             self.statements.clear();
             self.broken = false;
             warn!(store = %self.name, "the connection to the store was lost; connected again");
         }
-        transact(&mut self.client, &mut self.statements, work).map_err(|error| {
+        let client = self.client.as_mut().expect("connected above");
+        transact(client, &mut self.statements, work).map_err(|error| {
             self.broken = breaks_the_connection(&error);
             self.error(what, &error)
         })
@@ -125,6 +139,19 @@ impl PgStore {
 
     fn node_id(&self) -> Option<String> {
         self.node.as_ref().map(|node| node.id.clone())
+    }
+}
+
+impl Drop for PgStore {
+    /// The client closes its connection by blocking on a runtime of its own, which panics on a
+    /// thread that drives another runtime, where `serve` may drop the last handle to the store
+    /// as it stops. There it is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
     }
 }
 
@@ -153,6 +180,7 @@ impl Store for PgStore {
         let Some(id) = self.node_id() else {
             return Ok(());
         };
+        let (held, orphaned) = (self.holdings.held(), self.holdings.orphaned());
         self.run("renewing this node's leases", |s| {
             s.relax_durability()?;
             s.execute(
@@ -161,11 +189,17 @@ impl Store for PgStore {
             )?;
             s.execute(
                 "UPDATE deliveries SET lease_until = $3
-                 WHERE lease_node = $1 AND state = 'pending' AND lease_until > $2",
-                &[&id, &now, &lease_until],
+                 WHERE id = ANY($2) AND lease_node = $1 AND state = 'pending'",
+                &[&id, &held, &lease_until],
+            )?;
+            s.execute(
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE id = ANY($2) AND lease_node = $1 AND state = 'pending'",
+                &[&id, &orphaned],
             )
-        })
-        .map(drop)
+        })?;
+        self.holdings.orphaned.clear();
+        Ok(())
     }
 
     fn leave(&mut self, now: i64) -> Result<(), StoreError> {
@@ -226,12 +260,14 @@ impl Store for PgStore {
             until: lease_until,
             node: node.as_deref(),
         };
-        self.run("claiming deliveries", |s| {
+        let claims = self.run("claiming deliveries", |s| {
             s.relax_durability()?;
             let mut claims = claim_fairly(s, profile, now, limit, lease)?;
             load_bodies(s, &mut claims, true)?;
             Ok(claims)
-        })
+        })?;
+        self.holdings.claimed(claims.iter().map(|c| c.id));
+        Ok(claims)
     }
 
     fn claim_batch(
@@ -246,19 +282,42 @@ impl Store for PgStore {
             until: lease_until,
             node: node.as_deref(),
         };
-        self.run("claiming a batch", |s| {
+        let batch = self.run("claiming a batch", |s| {
             s.relax_durability()?;
             claim_batch(s, profile, now, limit, lease)
-        })
+        })?;
+        if let Some(batch) = &batch {
+            self.holdings.claimed(batch.claims.iter().map(|c| c.id));
+        }
+        Ok(batch)
     }
 
     /// Records outcomes and their attempts. Each delivery appears at most once in `finished`.
+    fn release(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        let node = self.node_id();
+        let released = self.run("releasing claims", |s| {
+            s.relax_durability()?;
+            s.execute(
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE id = ANY($1) AND state = 'pending'
+                   AND lease_node IS NOT DISTINCT FROM $2",
+                &[&ids, &node],
+            )
+            .map(drop)
+        });
+        self.holdings.settled(ids.iter().copied(), released.is_ok());
+        released
+    }
+
     fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
         let node = self.node_id();
-        self.run("recording outcomes", |s| {
+        let recorded = self.run("recording outcomes", |s| {
             s.relax_durability()?;
             record_outcomes(s, finished, node.as_deref())
-        })
+        });
+        let ids = finished.iter().map(|f| f.id);
+        self.holdings.settled(ids, recorded.is_ok());
+        recorded
     }
 
     fn next_due(&mut self, profile: &str) -> Result<Option<i64>, StoreError> {
@@ -454,7 +513,17 @@ fn migrate(client: &mut Client, name: &str) -> Result<(), StoreError> {
         store: name.to_owned(),
         message: format!("{what}: {}", describe(&error)),
     };
-    let reading = |error| fail("cannot read the schema version".to_owned(), error);
+    let reading = |error: postgres::Error| {
+        // A search_path naming a schema that does not exist leaves nowhere to create tables.
+        let missing = error.code() == Some(&postgres::error::SqlState::INVALID_SCHEMA_NAME);
+        let what = if missing {
+            "cannot create the tables: the schema the URL's search_path names does not exist \
+             (create it with CREATE SCHEMA)"
+        } else {
+            "cannot read the schema version"
+        };
+        fail(what.to_owned(), error)
+    };
     let mut tx = client.transaction().map_err(reading)?;
     tx.batch_execute(pg_schema::LOCK).map_err(reading)?;
     tx.batch_execute(pg_schema::VERSION_TABLE)

@@ -179,6 +179,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     stores_an_event_once,
+    released_claims_are_claimed_again_at_once_with_no_attempt,
     claims_only_due_unleased_deliveries,
     keeps_arrival_order_per_order_and_profile,
     records_outcomes_and_attempts,
@@ -187,7 +188,8 @@ on_both_stores!(
     the_latest_event_is_the_one_the_crm_updated_last,
     never_claims_test_orders,
     an_outcome_after_another_node_took_the_lease_leaves_the_delivery,
-    a_heartbeat_extends_only_the_nodes_own_live_leases,
+    a_heartbeat_renews_only_what_its_worker_holds,
+    a_claim_whose_outcome_failed_to_commit_is_handed_back_at_the_next_heartbeat,
     leaving_releases_the_nodes_leases,
     lists_nodes_with_the_claims_they_hold,
     forgets_nodes_silent_for_a_week,
@@ -262,6 +264,28 @@ fn stores_an_event_once(backend: Backend) {
     assert_eq!(store.import(&[a]).unwrap(), [Imported::Duplicate]);
     assert!(store.import(&[]).unwrap().is_empty());
     assert_eq!(store.queue_state("p").unwrap().scheduled, 1);
+}
+
+fn released_claims_are_claimed_again_at_once_with_no_attempt(backend: Backend) {
+    let fresh = backend();
+    let mut store = fresh.open();
+    store
+        .import(&[
+            event("A", "Partial", "1", &["p"], 0),
+            event("B", "Partial", "1", &["p"], 0),
+        ])
+        .unwrap();
+    let claims = store.claim("p", 10, 10, 1_000).unwrap();
+    assert_eq!(claims.len(), 2);
+    store.release(&[claims[1].id]).unwrap();
+    let again = store.claim("p", 20, 10, 1_000).unwrap();
+    let ids = again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>();
+    assert_eq!(
+        ids,
+        [(claims[1].id, 0)],
+        "only the released one, still unattempted"
+    );
+    assert_eq!(store.queue_state("p").unwrap().scheduled, 2);
 }
 
 fn claims_only_due_unleased_deliveries(backend: Backend) {
@@ -481,7 +505,7 @@ fn an_outcome_after_another_node_took_the_lease_leaves_the_delivery(backend: Bac
     assert_eq!((row.state.as_str(), row.attempts), ("delivered", 1));
 }
 
-fn a_heartbeat_extends_only_the_nodes_own_live_leases(backend: Backend) {
+fn a_heartbeat_renews_only_what_its_worker_holds(backend: Backend) {
     let fresh = backend();
     let mut first = fresh.open();
     first.join(&node("first"), 0).unwrap();
@@ -490,13 +514,14 @@ fn a_heartbeat_extends_only_the_nodes_own_live_leases(backend: Backend) {
         .map(|order| event(order, "Partial", "1", &["p"], 0))
         .collect();
     first.import(&events).unwrap();
-    assert_eq!(orders_of(&first.claim("p", 10, 1, 20).unwrap()), ["A"]);
+    let a = first.claim("p", 10, 1, 20).unwrap().remove(0);
     assert_eq!(orders_of(&first.claim("p", 10, 1, 15).unwrap()), ["B"]);
     let mut second = fresh.open();
     if fresh.shared() {
         second.join(&node("second"), 10).unwrap();
     }
     assert_eq!(orders_of(&second.claim("p", 10, 1, 20).unwrap()), ["C"]);
+    first.record(&[finished(a.id, Next::RetryAt(30))]).unwrap();
 
     first.heartbeat(17, 100).unwrap();
     let nodes = first.nodes(17).unwrap();
@@ -504,19 +529,50 @@ fn a_heartbeat_extends_only_the_nodes_own_live_leases(backend: Backend) {
     assert_eq!(
         (me.heartbeat_at, me.claims),
         (17, 1),
-        "A is held, B lapsed at 15"
+        "B is held; A was recorded"
     );
 
     let mut third = fresh.open();
-    let mut free = orders_of(&third.claim("p", 25, 10, 200).unwrap())
+    let mut free = orders_of(&third.claim("p", 35, 10, 200).unwrap())
         .into_iter()
         .map(str::to_owned)
         .collect::<Vec<_>>();
     free.sort();
     assert_eq!(
         free,
-        ["B", "C"],
-        "A's lease was extended, the others' were not"
+        ["A", "C"],
+        "B's lease was renewed; A is due again, C's lease ended"
+    );
+}
+
+/// An outcome that cannot be committed (here: one of the batch names a delivery that does not
+/// exist) leaves its claims leased; the next heartbeat hands them back instead of renewing
+/// them for as long as the node lives.
+fn a_claim_whose_outcome_failed_to_commit_is_handed_back_at_the_next_heartbeat(backend: Backend) {
+    let fresh = backend();
+    let mut first = fresh.open();
+    first.join(&node("first"), 0).unwrap();
+    first
+        .import(&[event("A", "Partial", "1", &["p"], 0)])
+        .unwrap();
+    let claim = first.claim("p", 10, 10, 1_000).unwrap().remove(0);
+    let outcomes = [
+        finished(claim.id, Next::Delivered),
+        finished(987_654_321, Next::Delivered),
+    ];
+    assert!(first.record(&outcomes).is_err());
+    let mut other = fresh.open();
+    assert!(
+        other.claim("p", 20, 10, 2_000).unwrap().is_empty(),
+        "leased"
+    );
+
+    first.heartbeat(20, 2_000).unwrap();
+    let again = other.claim("p", 30, 10, 2_000).unwrap();
+    assert_eq!(
+        again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+        [(claim.id, 0)],
+        "handed back, unattempted"
     );
 }
 
@@ -902,6 +958,35 @@ fn sqlite_one_worker_per_store_and_stale_leases_released() {
     assert_eq!(second.join(&node("second"), 40).unwrap(), 0);
 }
 
+/// SQLite plans a statement with the values bound where it compares with a partial index's
+/// condition or reads a `LIMIT`, and then re-prepares it at every new binding; the claim casts
+/// them so it is planned once.
+#[test]
+fn sqlite_claims_of_any_size_reuse_the_prepared_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("q.db")).unwrap();
+    let events: Vec<_> = (0..20)
+        .map(|i| event(&format!("O{i}"), "Partial", "1", &["p"], 0))
+        .collect();
+    store.import(&events).unwrap();
+    for limit in [1, 2, 3, 5, 9] {
+        assert_eq!(store.claim("p", 10, limit, 100).unwrap().len(), limit);
+    }
+    let sql = super::sqlite::claim_sql(super::Attempted::Never);
+    let claim = store.conn.prepare_cached(&sql).unwrap();
+    let reprepared = claim.get_status(rusqlite::StatementStatus::RePrepare);
+    assert_eq!(
+        reprepared, 0,
+        "the claim is planned once, whatever its limit"
+    );
+    let newest = store.conn.prepare_cached(super::sqlite::NEWEST).unwrap();
+    let reprepared = newest.get_status(rusqlite::StatementStatus::RePrepare);
+    assert_eq!(
+        reprepared, 0,
+        "and so is the query for each order's latest event"
+    );
+}
+
 /// Claims everything due for `profile` in rounds of ten, returning the delivery ids.
 fn claim_until_empty(store: &mut PgStore, profile: &str) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -1209,4 +1294,19 @@ fn postgres_errors_and_names_never_show_the_password() {
         "the server's words: {text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+/// A search_path naming a schema that does not exist is an operator's typo: the error says so
+/// instead of PostgreSQL's "no schema has been selected to create in".
+#[test]
+fn postgres_a_missing_schema_is_named_as_the_problem() {
+    let url = format!("{TEST_POSTGRES}?options=-csearch_path%3Dno_such_schema_for_exporter");
+    let error = match PgStore::open(&url) {
+        Err(error) => error.to_string(),
+        Ok(_) => panic!("opened a store in a schema that does not exist"),
+    };
+    assert!(
+        error.contains("does not exist") && error.contains("CREATE SCHEMA"),
+        "{error}"
+    );
 }

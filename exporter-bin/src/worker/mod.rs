@@ -6,13 +6,15 @@
 //!   target is called, and a delivery is only marked delivered after the target said so.
 //! - A target's answer is recorded for every claimed delivery, including when the target
 //!   panics or returns the wrong number of outcomes (those become retries).
-//! - Streaming targets (postback) get up to their `max_in_flight` records per batch; batch
+//! - Streaming targets (postback) keep up to their `max_in_flight` records in flight, in
+//!   several batches, while claims and recording go on beside them (see [`stream`]); batch
 //!   targets (CSV) get everything due at each flush, in one file.
 //! - A streaming target that keeps failing is probed, not flooded (see [`breaker`]).
-//! - Shutdown stops claiming, lets the batch in flight finish and be recorded, flushes batch
-//!   targets one last time, then returns.
+//! - Shutdown stops claiming, lets the batches in flight finish and be recorded, releases what
+//!   was claimed but not sent, flushes batch targets one last time, then returns.
 
 mod breaker;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -24,12 +26,13 @@ use exporter_core::route::any_matches;
 use exporter_core::{Batch, Batching, OrderEvent, Outcome, OutcomeKind, Record, Redactor};
 use futures_util::FutureExt;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, Profile};
 use crate::metrics::Histogram;
 use crate::store::{Claim, ClaimedBatch, Finished, Next, SharedStore, Store, StoreError, now_ms};
-use breaker::{Breaker, Permit};
+use stream::Pipeline;
 
 /// How long a claim is held before another node may take it. A node renews the leases of
 /// what it is still delivering at every heartbeat, so a dead node's claims return to the queue
@@ -234,68 +237,11 @@ impl Engine {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), StoreError> {
         let profile = &self.config.profiles[index];
-        let mut breaker = Breaker::new(profile.retry);
         match profile.exporter.batching() {
-            Batching::Stream { max_in_flight } => loop {
-                if *shutdown.borrow() {
-                    return Ok(());
-                }
-                let limit = match breaker.permit(Instant::now()) {
-                    Permit::Normal => max_in_flight.max(1),
-                    Permit::Probe => 1,
-                    Permit::Wait(_) if matches!(mode, Mode::Once(_)) => return Ok(()),
-                    Permit::Wait(wait) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                        continue;
-                    }
-                };
-                let cutoff = match mode {
-                    Mode::Once(at) => at,
-                    Mode::Forever => now_ms(),
-                };
-                let claims = self.claim(profile, cutoff, limit).await?;
-                if !claims.is_empty() {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    let batch = ClaimedBatch {
-                        id,
-                        created_at: now_ms(),
-                        claims,
-                    };
-                    let (delivered, failed) = self.process(profile, batch).await?;
-                    let was_open = breaker.is_open();
-                    if let Some(wait) = breaker.record(delivered, failed, Instant::now()) {
-                        let wait_secs = wait.as_secs_f64().round() as u64;
-                        warn!(
-                            profile = %profile.name,
-                            failures_in_a_row = breaker::THRESHOLD,
-                            wait_secs,
-                            "the target keeps failing; holding this profile's deliveries and probing with one",
-                        );
-                    } else if was_open && !breaker.is_open() {
-                        info!(
-                            profile = %profile.name,
-                            "the target answered a probe; delivering again",
-                        );
-                    }
-                    continue;
-                }
-                if matches!(mode, Mode::Once(_)) {
-                    return Ok(());
-                }
-                // Listen before looking, so a commit between the two is not missed.
-                let woken = self.wake.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                let wait = self.idle_wait(profile).await?;
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = woken => {}
-                    _ = shutdown.changed() => {}
-                }
-            },
+            Batching::Stream { max_in_flight } => {
+                let pipeline = Pipeline::new(self, profile, mode, max_in_flight);
+                pipeline.run(shutdown).await
+            }
             Batching::Flush { interval } => loop {
                 let cutoff = match mode {
                     Mode::Once(at) => at,
@@ -337,31 +283,38 @@ impl Engine {
             .clamp(Duration::from_millis(10), POLL))
     }
 
-    async fn claim(
-        &self,
-        profile: &Profile,
-        cutoff: i64,
-        limit: usize,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let name = profile.name.clone();
-        let lease_until = now_ms() + LEASE.as_millis() as i64;
-        self.with_store(move |store| store.claim(&name, cutoff, limit, lease_until))
-            .await
-    }
-
-    /// Rechecks, renders, delivers and records one claimed batch. Returns how many deliveries
-    /// the target accepted and how many attempts failed.
-    async fn process(
-        &self,
-        profile: &Profile,
-        batch: ClaimedBatch,
-    ) -> Result<(u32, u32), StoreError> {
+    /// Rechecks, renders, delivers and records one claimed batch of a batch target.
+    async fn process(&self, profile: &Profile, batch: ClaimedBatch) -> Result<(), StoreError> {
         let ClaimedBatch {
             id,
             created_at,
             claims,
         } = batch;
         let mut finished = Vec::with_capacity(claims.len());
+        let (sending, records) = self.prepare_all(profile, claims, &mut finished);
+        if !records.is_empty() {
+            let started = Instant::now();
+            let batch = Batch {
+                id,
+                created_at_ms: created_at,
+                records,
+            };
+            let outcomes = deliver(profile, &batch).await;
+            let settled = self.settle_all(profile, &sending, outcomes, started.elapsed());
+            finished.extend(settled);
+        }
+        log_batch(profile, &finished);
+        self.with_store(move |store| store.record(&finished)).await
+    }
+
+    /// Rechecks and renders claimed deliveries: returns those to send with their records, and
+    /// adds the outcome of each one that is not sent (superseded, unreadable) to `finished`.
+    fn prepare_all(
+        &self,
+        profile: &Profile,
+        claims: Vec<Claim>,
+        finished: &mut Vec<Finished>,
+    ) -> (Vec<Claim>, Vec<Record>) {
         let mut sending = Vec::with_capacity(claims.len());
         let mut records = Vec::with_capacity(claims.len());
         for claim in claims {
@@ -385,40 +338,28 @@ impl Engine {
                 }
             }
         }
-        if !records.is_empty() {
-            let started = Instant::now();
-            let batch = Batch {
-                id,
-                created_at_ms: created_at,
-                records,
-            };
-            let outcomes = deliver(profile, &batch).await;
-            let elapsed = started.elapsed();
-            let duration_ms = elapsed.as_millis() as i64;
-            let mut durations = self.durations.lock().expect("durations lock");
-            let histogram = durations.entry(profile.name.clone()).or_default();
-            for _ in &sending {
-                histogram.observe(elapsed.as_secs_f64());
-            }
-            drop(durations);
-            for (claim, outcome) in sending.iter().zip(outcomes) {
-                finished.push(self.settle(profile, claim, outcome, duration_ms));
-            }
+        (sending, records)
+    }
+
+    /// Settles the target's answers for the deliveries of one batch, which took `elapsed`.
+    fn settle_all(
+        &self,
+        profile: &Profile,
+        sent: &[Claim],
+        outcomes: Vec<Outcome>,
+        elapsed: Duration,
+    ) -> Vec<Finished> {
+        let mut durations = self.durations.lock().expect("durations lock");
+        let histogram = durations.entry(profile.name.clone()).or_default();
+        for _ in sent {
+            histogram.observe(elapsed.as_secs_f64());
         }
-        let delivered = finished
-            .iter()
-            .filter(|f| f.next == Next::Delivered)
-            .count() as u32;
-        let failed = finished
-            .iter()
-            .filter(|f| f.attempted && f.next != Next::Delivered);
-        let failed = failed.count() as u32;
-        if !per_record(profile) {
-            log_batch(profile, &finished);
-        }
-        self.with_store(move |store| store.record(&finished))
-            .await?;
-        Ok((delivered, failed))
+        drop(durations);
+        let duration_ms = elapsed.as_millis() as i64;
+        sent.iter()
+            .zip(outcomes)
+            .map(|(claim, outcome)| self.settle(profile, claim, outcome, duration_ms))
+            .collect()
     }
 
     /// Decides what an outcome means for the delivery: done, retry later, or parked.
@@ -473,10 +414,16 @@ impl Engine {
         &self,
         work: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.spawn_store(work).await.expect("store task panicked")
+    }
+
+    /// Runs `work` on the store in the blocking pool, without waiting for it.
+    fn spawn_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> JoinHandle<Result<T, StoreError>> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || work(store.lock().expect("store lock").as_mut()))
-            .await
-            .expect("store task panicked")
     }
 }
 
