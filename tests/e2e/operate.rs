@@ -119,6 +119,13 @@ fn status_and_ledger_show_failures_then_retry_delivers_them() {
         json_of(&scratch, &["retry", "--id", &one, "--json"])["queued_again"],
         1
     );
+    // An id that names no failed delivery (already queued again, or a typo) is said to be so.
+    let again = scratch.run(&["retry", "--id", &one, "--id", "no-such-id"]);
+    let (_, stderr) = text(&again);
+    assert!(
+        !again.status.success() && stderr.contains("no failed delivery has the id(s) given"),
+        "{stderr}"
+    );
     assert_eq!(
         json_of(&scratch, &["retry", "--profile", "Leads", "--json"])["queued_again"],
         1

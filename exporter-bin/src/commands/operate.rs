@@ -51,6 +51,14 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
     let statuses = store.status(&config.profiles, now)?;
     let nodes = store.nodes(now)?;
     if json {
+        let nodes: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let mut value = serde_json::to_value(node).expect("a node as JSON");
+                value["state"] = node_state(node, now).into();
+                value
+            })
+            .collect();
         return print_json(&serde_json::json!({"profiles": statuses, "nodes": nodes}));
     }
     let mut rows = vec![
@@ -104,6 +112,16 @@ pub fn status(config: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `running`, `stopped`, or `silent`: heartbeats come every few seconds, so a minute of
+/// silence means the node is gone (killed, or cut off from the store).
+fn node_state(node: &NodeStatus, now: i64) -> &'static str {
+    match node.stopped_at {
+        Some(_) => "stopped",
+        None if now - node.heartbeat_at > 60_000 => "silent",
+        None => "running",
+    }
+}
+
 /// The nodes that worked the store, with how long ago each was last heard from.
 fn print_nodes(nodes: &[NodeStatus], now: i64) {
     // A node that stopped over an hour ago is history (`--json` still lists it).
@@ -121,15 +139,9 @@ fn print_nodes(nodes: &[NodeStatus], now: i64) {
             .to_vec(),
     ];
     for node in recent {
-        let state = match node.stopped_at {
-            Some(_) => "stopped",
-            // Heartbeats come every few seconds; a minute of silence means the node is gone.
-            None if now - node.heartbeat_at > 60_000 => "silent",
-            None => "running",
-        };
         rows.push(vec![
             node.name.clone(),
-            state.to_owned(),
+            node_state(node, now).to_owned(),
             format_time(node.started_at),
             format!(
                 "{} ago",
@@ -191,6 +203,22 @@ pub fn retry(config: &Path, selection: Selection, json: bool) -> anyhow::Result<
         known_profile(&config, store.as_mut(), profile)?;
     }
     let count = store.retry_failed(&selection, now_ms())?;
+    if let Selection::Ids(ids) = &selection
+        && count < ids.len()
+    {
+        let hint = "`exporter deliveries --state failed` lists the failed ones";
+        if count == 0 {
+            bail!(
+                "no failed delivery has the id(s) given ({}); {hint}",
+                ids.join(", ")
+            );
+        }
+        eprintln!(
+            "{} of the {} ids given name no failed delivery; {hint}",
+            ids.len() - count,
+            ids.len()
+        );
+    }
     report(
         json,
         "queued_again",

@@ -58,7 +58,10 @@ pub fn run(config: Config, inputs: &[String], once: bool) -> anyhow::Result<Exit
                 info!("stopping: finishing deliveries in flight (signal again to stop at once)");
                 let _ = stop.send(true);
                 stop_signal().await;
-                warn!("stopped at once; deliveries in flight will be sent again at the next start");
+                warn!(
+                    "stopped at once; deliveries in flight will be sent again at the next start \
+                     (on PostgreSQL, by another node once their lease ends)"
+                );
                 std::process::exit(130);
             });
             engine.run_until(stopped).await

@@ -53,7 +53,10 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
             );
             let _ = stop.send(true);
             stop_signal().await;
-            warn!("stopped at once; deliveries in flight will be sent again at the next start");
+            warn!(
+                    "stopped at once; deliveries in flight will be sent again at the next start \
+                     (on PostgreSQL, by another node once their lease ends)"
+                );
             std::process::exit(130);
         });
 
