@@ -454,3 +454,83 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
     node.child.kill().unwrap();
     node.child.wait().unwrap();
 }
+
+/// The same request with one `Idempotency-Key`, posted at once several times to each of two
+/// nodes: its events are stored once and every copy gets the same answer, the first one's
+/// (once, each node answered for itself, and a replay could say "0 accepted").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_posted_to_two_nodes_at_once_gets_one_answer() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let schema = PgSchema::new();
+    let config = format!(
+        r#"
+store = "{}"
+
+[server]
+tokens = ["env:NODES_TOKEN"]
+
+[[profile]]
+name = "Calls"
+type = "postback"
+url = "http://127.0.0.1:9/never"
+delay_minutes = 60
+routes = [ {{ triggers = ["New Sale"] }} ]
+mappings = [ {{ name = "order", field = "orderId" }} ]
+"#,
+        schema.url()
+    );
+    let scratch = Scratch::new(&config);
+    let mut nodes: Vec<NodeProcess> = (0..2)
+        .map(|n| start_node(&scratch, &format!("node{n}.log")))
+        .collect();
+    let client = reqwest::Client::new();
+    let body = (0..50)
+        .map(|i| format!(r#"{{"orderId":"I{i}","customerType":"New Sale"}}"#))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let posts: Vec<_> = (0..8)
+        .map(|copy| {
+            let request = client
+                .post(format!("{}/v1/events", nodes[copy % 2].base))
+                .bearer_auth(TOKEN)
+                .header("idempotency-key", "one-request")
+                .body(body.clone())
+                .timeout(Duration::from_secs(60))
+                .send();
+            tokio::spawn(async move {
+                let response = request.await.unwrap();
+                let replayed = response.headers().contains_key("idempotent-replayed");
+                (
+                    response.status().as_u16(),
+                    replayed,
+                    response.text().await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for post in posts {
+        answers.push(post.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|(status, ..)| *status == 202),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1,
+        "one copy is stored, the others replay its answer: {answers:?}"
+    );
+    let first: Value = serde_json::from_str(&answers[0].2).unwrap();
+    assert_eq!(first["accepted"], 50, "{first}");
+    assert!(
+        answers.iter().all(|(.., text)| *text == answers[0].2),
+        "{answers:?}"
+    );
+    let stored = schema.query("SELECT count(*) FROM events");
+    assert_eq!(stored[0].get::<_, i64>(0), 50);
+    for node in &mut nodes {
+        node.child.kill().unwrap();
+        node.child.wait().unwrap();
+    }
+}

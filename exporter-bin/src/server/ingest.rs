@@ -95,17 +95,10 @@ pub async fn post_events(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(|key| (key.to_owned(), body_hash(&bytes)));
-    if let Some((key, hash)) = &key {
-        match state.find_response(key.clone()).await {
-            Ok(Some((_, Some(saved_hash)))) if saved_hash != *hash => {
-                let message = "this Idempotency-Key was already used for a different request; \
-                    send new events with a new key";
-                return (StatusCode::UNPROCESSABLE_ENTITY, error_body(message)).into_response();
-            }
-            Ok(Some((saved, _))) => return replayed(saved),
-            Ok(None) => {}
-            Err(response) => return response,
-        }
+    if let Some((key, hash)) = &key
+        && let Err(answer) = saved_answer(&state, key, hash).await
+    {
+        return answer;
     }
     if bytes.trim_ascii().is_empty() {
         let message = "the request body holds no events";
@@ -202,10 +195,20 @@ async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)
         };
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
+    if let Some((key, hash)) = &key
+        && let Err(answer) = reserve(state, key, hash).await
+    {
+        return answer;
+    }
     let mut stats = ImportStats::default();
     let (events, results) = match state.committer.commit(events).await {
         Ok(committed) => committed,
         Err(reason) => {
+            if let Some((key, _)) = &key
+                && state.release_key(key.clone()).await.is_err()
+            {
+                warn!("could not release an Idempotency-Key; it is taken over once stale");
+            }
             let message =
                 format!("the events could not be stored, and none of them was accepted: {reason}");
             return (
@@ -263,6 +266,39 @@ async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)
         );
     }
     json_response(StatusCode::ACCEPTED, text)
+}
+
+/// Answers a request whose `Idempotency-Key` has an answer saved: that answer, or 422 when the
+/// key answered another request. `Ok` when the key has no answer yet.
+async fn saved_answer(state: &AppState, key: &str, hash: &str) -> Result<(), Response> {
+    match state.find_response(key.to_owned()).await? {
+        Some((_, Some(saved_hash))) if saved_hash != hash => {
+            let message = "this Idempotency-Key was already used for a different request; \
+                send new events with a new key";
+            Err((StatusCode::UNPROCESSABLE_ENTITY, error_body(message)).into_response())
+        }
+        Some((saved, _)) if !saved.is_empty() => Err(replayed(saved)),
+        _ => Ok(()),
+    }
+}
+
+/// Reserves the request's `Idempotency-Key` before its events are stored. When another copy
+/// of the request (on this node or another) holds it, waits for that one's answer and gives it
+/// back; a copy still being stored after the store's wait gets 409.
+async fn reserve(state: &AppState, key: &str, hash: &str) -> Result<(), Response> {
+    let deadline = tokio::time::Instant::now() + super::STORE_WAIT;
+    loop {
+        if state.reserve_key(key.to_owned(), hash.to_owned()).await? {
+            return Ok(());
+        }
+        saved_answer(state, key, hash).await?;
+        if tokio::time::Instant::now() >= deadline {
+            let message = "another request with this Idempotency-Key is still being stored; \
+                send it again in a few seconds";
+            return Err((StatusCode::CONFLICT, error_body(message)).into_response());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn replayed(saved: String) -> Response {

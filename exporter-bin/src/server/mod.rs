@@ -29,6 +29,10 @@ pub use commit::Committer;
 /// answering (a stalled network to PostgreSQL) must not hold clients until they give up.
 pub(crate) const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// How long an `Idempotency-Key` stays reserved for a request that never got its answer (its
+/// node died while storing it) before another request with the key takes it over.
+const KEY_RESERVATION: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -81,6 +85,17 @@ impl AppState {
     ) -> Result<Option<(String, Option<String>)>, Response> {
         self.with_store(move |store| store.find_response(&key))
             .await
+    }
+
+    async fn reserve_key(&self, key: String, hash: String) -> Result<bool, Response> {
+        let now = now_ms();
+        let stale_before = now - KEY_RESERVATION.as_millis() as i64;
+        self.with_store(move |store| store.reserve_key(&key, &hash, now, stale_before))
+            .await
+    }
+
+    async fn release_key(&self, key: String) -> Result<(), Response> {
+        self.with_store(move |store| store.release_key(&key)).await
     }
 
     async fn save_response(&self, key: String, hash: String, text: String) -> Result<(), Response> {

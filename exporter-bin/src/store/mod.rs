@@ -319,10 +319,28 @@ pub trait Store: Send {
     /// Holds (`true`) or releases a profile's deliveries. Returns the previous setting.
     fn set_paused(&mut self, profile: &str, paused: bool, now: i64) -> Result<bool, StoreError>;
 
-    /// The answer saved for an `Idempotency-Key` and the hash of the request it answered.
+    /// The answer saved for an `Idempotency-Key` and the hash of the request it answered. The
+    /// answer is empty while the key is reserved by a request whose events are being stored.
     fn find_response(&mut self, key: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
 
-    /// Saves the answer given to an `Idempotency-Key`; the first answer saved wins.
+    /// Reserves an `Idempotency-Key` for the request with `body_hash` before its events are
+    /// stored, so two copies of one request (on two nodes, say) are stored by one and answered
+    /// alike. True when this request is the first to use the key, or takes over a reservation
+    /// made before `stale_before` that never got its answer (its node died); false when
+    /// another request holds or has answered it ([`Store::find_response`] tells which).
+    fn reserve_key(
+        &mut self,
+        key: &str,
+        body_hash: &str,
+        at: i64,
+        stale_before: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up a reservation whose request got no answer (its events could not be stored).
+    fn release_key(&mut self, key: &str) -> Result<(), StoreError>;
+
+    /// Saves the answer given to an `Idempotency-Key`, reserved or not; the first answer saved
+    /// wins.
     fn save_response(
         &mut self,
         key: &str,

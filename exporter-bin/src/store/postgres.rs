@@ -416,6 +416,36 @@ impl Store for PgStore {
         })
     }
 
+    fn reserve_key(
+        &mut self,
+        key: &str,
+        body_hash: &str,
+        at: i64,
+        stale_before: i64,
+    ) -> Result<bool, StoreError> {
+        self.run("reserving an Idempotency-Key", |s| {
+            s.execute(
+                "INSERT INTO ingest_keys (key, response, created_at, body_hash)
+                 VALUES ($1, '', $2, $3)
+                 ON CONFLICT (key) DO UPDATE
+                 SET created_at = excluded.created_at, body_hash = excluded.body_hash
+                 WHERE ingest_keys.response = '' AND ingest_keys.created_at < $4",
+                &[&key, &at, &body_hash, &stale_before],
+            )
+        })
+        .map(|changed| changed == 1)
+    }
+
+    fn release_key(&mut self, key: &str) -> Result<(), StoreError> {
+        self.run("releasing an Idempotency-Key", |s| {
+            s.execute(
+                "DELETE FROM ingest_keys WHERE key = $1 AND response = ''",
+                &[&key],
+            )
+        })
+        .map(drop)
+    }
+
     fn save_response(
         &mut self,
         key: &str,
@@ -427,7 +457,8 @@ impl Store for PgStore {
             s.execute(
                 "INSERT INTO ingest_keys (key, response, created_at, body_hash)
                  VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (key) DO NOTHING",
+                 ON CONFLICT (key) DO UPDATE SET response = excluded.response
+                 WHERE ingest_keys.response = ''",
                 &[&key, &response, &at, &body_hash],
             )
         })

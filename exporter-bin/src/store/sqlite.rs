@@ -367,6 +367,20 @@ impl Store for SqliteStore {
         ingest_keys::find_response(self, key)
     }
 
+    fn reserve_key(
+        &mut self,
+        key: &str,
+        body_hash: &str,
+        at: i64,
+        stale_before: i64,
+    ) -> Result<bool, StoreError> {
+        ingest_keys::reserve_key(self, key, body_hash, at, stale_before)
+    }
+
+    fn release_key(&mut self, key: &str) -> Result<(), StoreError> {
+        ingest_keys::release_key(self, key)
+    }
+
     fn save_response(
         &mut self,
         key: &str,

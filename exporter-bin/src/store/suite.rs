@@ -198,6 +198,7 @@ on_both_stores!(
     puts_failed_deliveries_back,
     replays_delivered_events_as_new_deliveries,
     keeps_the_first_answer_to_an_idempotency_key,
+    reserves_an_idempotency_key_for_one_request_at_a_time,
     lists_deliveries_newest_first_with_their_attempts,
     reports_the_status_of_each_profile,
     next_due_skips_leased_deliveries,
@@ -806,6 +807,42 @@ fn keeps_the_first_answer_to_an_idempotency_key(backend: Backend) {
         store.find_response("key").unwrap(),
         Some(("answer-1".to_owned(), Some("hash-1".to_owned())))
     );
+}
+
+fn reserves_an_idempotency_key_for_one_request_at_a_time(backend: Backend) {
+    let fresh = backend();
+    let mut store = fresh.open();
+    let pending = |hash: &str| Some((String::new(), Some(hash.to_owned())));
+    assert!(store.reserve_key("key", "hash-1", 10, 0).unwrap());
+    assert!(!store.reserve_key("key", "hash-1", 20, 0).unwrap(), "held");
+    assert_eq!(store.find_response("key").unwrap(), pending("hash-1"));
+
+    store.release_key("key").unwrap();
+    assert_eq!(store.find_response("key").unwrap(), None);
+    assert!(store.reserve_key("key", "hash-2", 30, 0).unwrap());
+    store
+        .save_response("key", "hash-2", "answer-2", 40)
+        .unwrap();
+    store.release_key("key").unwrap();
+    assert!(
+        !store.reserve_key("key", "hash-2", 1_000, 999).unwrap(),
+        "an answered key is never taken over"
+    );
+    assert_eq!(
+        store.find_response("key").unwrap(),
+        Some(("answer-2".to_owned(), Some("hash-2".to_owned())))
+    );
+
+    assert!(store.reserve_key("lost", "hash-3", 10, 0).unwrap());
+    assert!(
+        !store.reserve_key("lost", "hash-3", 40, 5).unwrap(),
+        "not stale yet"
+    );
+    assert!(
+        store.reserve_key("lost", "hash-4", 100, 50).unwrap(),
+        "a reservation that never got its answer is taken over"
+    );
+    assert_eq!(store.find_response("lost").unwrap(), pending("hash-4"));
 }
 
 fn lists_deliveries_newest_first_with_their_attempts(backend: Backend) {
