@@ -25,6 +25,7 @@
 //!   order to the same profile is still pending, so targets see an order's events in arrival
 //!   order.
 
+mod checkpoint;
 mod ingest_keys;
 mod ledger;
 mod pg_schema;

@@ -1,10 +1,12 @@
-//! The SQLite store: one file in WAL mode, written through one connection.
+//! The SQLite store: one file in WAL mode, written through one connection (a second one
+//! only copies the log into the database, see `checkpoint.rs`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use super::schema::MIGRATIONS;
 use super::{
     Attempted, Claim, ClaimedBatch, DeliveryFilter, DeliveryRow, Finished, Holdings, Imported,
@@ -23,6 +25,8 @@ pub struct SqliteStore {
     node: Option<Node>,
     /// The claims handed out and not yet settled.
     holdings: Holdings,
+    /// Copies the write-ahead log into the database off the request path.
+    checkpointer: Checkpointer,
     /// Held while this process works the queue; released on drop.
     _worker_lock: Option<File>,
 }
@@ -55,12 +59,16 @@ impl SqliteStore {
             .map_err(open_error)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_error)?;
+        // Checkpoints run in the background (`checkpoint.rs`); a commit only as a backstop.
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)
+            .map_err(open_error)?;
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             name: path.display().to_string(),
             node: None,
             holdings: Holdings::default(),
+            checkpointer: Checkpointer::default(),
             _worker_lock: None,
         };
         store.migrate()?;
@@ -245,6 +253,7 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
         let results = insert_events(&tx, events).map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
+        self.checkpointer.committed(&path);
         Ok(results)
     }
 
@@ -268,6 +277,7 @@ impl Store for SqliteStore {
             .and_then(|mut claims| load_bodies(&tx, &mut claims, true).map(|()| claims))
             .map_err(|e| sql(&path, e))?;
         tx.commit().map_err(|e| sql(&path, e))?;
+        self.checkpointer.committed(&path);
         self.holdings.claimed(claims.iter().map(|c| c.id));
         Ok(claims)
     }
@@ -313,6 +323,9 @@ impl Store for SqliteStore {
             .map_err(|e| sql(&path, e));
         self.holdings
             .settled(finished.iter().map(|f| f.id), recorded.is_ok());
+        if recorded.is_ok() {
+            self.checkpointer.committed(&path);
+        }
         recorded
     }
 
