@@ -94,13 +94,15 @@ fn profile_status(
     let row = store
         .conn
         .query_row(
-            "SELECT
-               (SELECT count(*) FROM deliveries
-                WHERE profile = ?1 AND state = 'pending' AND due_at <= ?2),
+            &format!(
+                "SELECT
+               ({due_now}),
                (SELECT count(*) FROM deliveries
                 WHERE profile = ?1 AND state = 'delivered' AND updated_at >= ?2 - 3600000),
                (SELECT min(created_at) FROM deliveries WHERE profile = ?1 AND state = 'pending'),
                (SELECT paused FROM profile_controls WHERE profile = ?1)",
+                due_now = super::sqlite::by_kind("sum", "count(*)", "AND due_at <= ?2"),
+            ),
             params![profile, now],
             |row| {
                 Ok((
@@ -140,14 +142,20 @@ pub(super) fn deliveries(
          FROM deliveries d JOIN events e ON e.id = d.event_id WHERE 1 = 1",
     );
     let mut values: Vec<String> = Vec::new();
-    for (column, value) in [
-        ("d.profile", &filter.profile),
-        ("d.state", &filter.state),
-        ("d.order_id", &filter.order_id),
+    // An order's deliveries are found through its events (`events_by_order`, then
+    // `deliveries_by_event`), which spares the deliveries an index on the order id.
+    for (condition, value) in [
+        ("d.profile = ?N", &filter.profile),
+        ("d.state = ?N", &filter.state),
+        (
+            "d.event_id IN (SELECT id FROM events WHERE order_id = ?N)",
+            &filter.order_id,
+        ),
     ] {
         if let Some(value) = value {
             values.push(value.clone());
-            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+            let number = format!("?{}", values.len());
+            sql.push_str(&format!(" AND {}", condition.replace("?N", &number)));
         }
     }
     sql.push_str(&format!(

@@ -8,6 +8,9 @@
 /// each event's `dateUpdated`, which orders an order's events for the route recheck. Version 7
 /// indexes first attempts and retries apart, so a claim of either reads only what it takes.
 /// Version 8 lists the nodes (processes) that work the store and which node holds each lease.
+/// Version 9 drops two indexes every new delivery paid for: `deliveries_due`, whose readers now
+/// go through the indexes of version 7 and `deliveries_batch`, and `deliveries_by_order`, a
+/// text key at a random place per insert, for one on the event id, which only grows at its end.
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE events (
@@ -97,5 +100,10 @@ CREATE TABLE nodes (
 ALTER TABLE deliveries ADD COLUMN lease_node TEXT;
 CREATE INDEX deliveries_leased ON deliveries (lease_node)
     WHERE state = 'pending' AND lease_until IS NOT NULL;
+"#,
+    r#"
+DROP INDEX deliveries_due;
+DROP INDEX deliveries_by_order;
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
 "#,
 ];

@@ -331,13 +331,10 @@ impl Store for SqliteStore {
 
     /// The earliest time a pending, unclaimed delivery of `profile` becomes due.
     fn next_due(&mut self, profile: &str) -> Result<Option<i64>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT min(due_at) FROM deliveries
-                 WHERE profile = ?1 AND state = 'pending' AND lease_until IS NULL",
-                [profile],
-                |row| row.get(0),
-            )
+        let sql = by_kind("min", "min(due_at)", "AND lease_until IS NULL");
+        let mut query = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
+        query
+            .query_row(params![profile], |row| row.get(0))
             .map_err(|e| self.sql(e))
     }
 
@@ -424,6 +421,29 @@ fn lock_path(path: &Path) -> PathBuf {
 
 /// How long a node that stopped sending heartbeats stays listed.
 const NODES_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// A profile's pending deliveries in the three kinds that have an index of their own (schema
+/// versions 2 and 7): first attempts and retries outside batches, and batch members.
+const PENDING_KINDS: [&str; 3] = [
+    "batch_id IS NULL AND attempts = 0",
+    "batch_id IS NULL AND attempts > 0",
+    "batch_id IS NOT NULL",
+];
+
+/// A statement that computes `value` over each kind of pending delivery of profile `?1` that
+/// passes `filter`, and combines the three with the aggregate `total` (`min`, `sum`): each
+/// kind is read through its own index, where one statement over all pending deliveries would
+/// read the whole backlog through `deliveries_state`.
+pub(super) fn by_kind(total: &str, value: &str, filter: &str) -> String {
+    let kinds = PENDING_KINDS.map(|kind| {
+        format!(
+            "SELECT (SELECT {value} FROM deliveries
+                     WHERE profile = CAST(?1 AS TEXT) AND state = 'pending' AND {kind} {filter})
+                    AS value"
+        )
+    });
+    format!("SELECT {total}(value) FROM ({})", kinds.join(" UNION ALL "))
+}
 
 /// Every profile with pending deliveries, and how many.
 pub(super) fn pending_profiles(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
@@ -764,11 +784,8 @@ pub(super) fn queue_state(conn: &Connection, profile: &str) -> rusqlite::Result<
             _ => {}
         }
     }
-    state.next_due = conn.query_row(
-        "SELECT min(due_at) FROM deliveries WHERE profile = ?1 AND state = 'pending'",
-        [profile],
-        |row| row.get(0),
-    )?;
+    let mut next_due = conn.prepare_cached(&by_kind("min", "min(due_at)", ""))?;
+    state.next_due = next_due.query_row([profile], |row| row.get(0))?;
     state.last_error = conn
         .query_row(
             "SELECT last_message FROM deliveries
