@@ -333,6 +333,27 @@ fn claims_held_by(schema: &PgSchema, pid: u32) -> BTreeSet<String> {
     rows.iter().map(|row| row.get(0)).collect()
 }
 
+/// A config on the store at `url` whose one profile holds its deliveries for an hour: the
+/// tests that use it are about ingest, and nothing is ever sent.
+fn holding_config(url: &str) -> String {
+    format!(
+        r#"
+store = "{url}"
+
+[server]
+tokens = ["env:NODES_TOKEN"]
+
+[[profile]]
+name = "Calls"
+type = "postback"
+url = "http://127.0.0.1:9/never"
+delay_minutes = 60
+routes = [ {{ triggers = ["New Sale"] }} ]
+mappings = [ {{ name = "order", field = "orderId" }} ]
+"#
+    )
+}
+
 /// A TCP relay on loopback to the test PostgreSQL server that can stop passing bytes while
 /// keeping its connections open: a database that stopped answering.
 struct StallingRelay {
@@ -400,24 +421,11 @@ async fn a_store_that_stops_answering_gets_503_not_a_hang() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let schema = PgSchema::new();
     let relay = StallingRelay::start().await;
-    let config = format!(
-        r#"
-store = "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{}"
-
-[server]
-tokens = ["env:NODES_TOKEN"]
-
-[[profile]]
-name = "Calls"
-type = "postback"
-url = "http://127.0.0.1:9/never"
-delay_minutes = 60
-routes = [ {{ triggers = ["New Sale"] }} ]
-mappings = [ {{ name = "order", field = "orderId" }} ]
-"#,
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test?options=-csearch_path%3D{}",
         relay.port, schema.name
     );
-    let scratch = Scratch::new(&config);
+    let scratch = Scratch::new(&holding_config(&url));
     let mut node = start_node(&scratch, "node.log");
     let client = reqwest::Client::new();
     let post = |order: &str| {
@@ -462,24 +470,7 @@ mappings = [ {{ name = "order", field = "orderId" }} ]
 async fn one_request_posted_to_two_nodes_at_once_gets_one_answer() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let schema = PgSchema::new();
-    let config = format!(
-        r#"
-store = "{}"
-
-[server]
-tokens = ["env:NODES_TOKEN"]
-
-[[profile]]
-name = "Calls"
-type = "postback"
-url = "http://127.0.0.1:9/never"
-delay_minutes = 60
-routes = [ {{ triggers = ["New Sale"] }} ]
-mappings = [ {{ name = "order", field = "orderId" }} ]
-"#,
-        schema.url()
-    );
-    let scratch = Scratch::new(&config);
+    let scratch = Scratch::new(&holding_config(&schema.url()));
     let mut nodes: Vec<NodeProcess> = (0..2)
         .map(|n| start_node(&scratch, &format!("node{n}.log")))
         .collect();

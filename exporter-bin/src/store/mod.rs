@@ -408,6 +408,21 @@ enum Attempted {
     Before,
 }
 
+impl QueueState {
+    /// Counts `count` deliveries in `state`, `tried` when attempted at least once.
+    fn add(&mut self, state: &str, tried: bool, count: u64) {
+        match (state, tried) {
+            ("delivered", _) => self.delivered += count,
+            ("superseded", _) => self.superseded += count,
+            ("test_order", _) => self.test_orders += count,
+            ("failed", _) => self.failed += count,
+            ("pending", false) => self.scheduled += count,
+            ("pending", true) => self.retrying += count,
+            _ => {}
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, the time unit of the store.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

@@ -1163,15 +1163,7 @@ fn queue_state(s: &mut Session<'_>, profile: &str) -> Result<QueueState, postgre
         let name: String = row.get(0);
         let tried: bool = row.get(1);
         let count = row.get::<_, i64>(2) as u64;
-        match (name.as_str(), tried) {
-            ("delivered", _) => state.delivered += count,
-            ("superseded", _) => state.superseded += count,
-            ("test_order", _) => state.test_orders += count,
-            ("failed", _) => state.failed += count,
-            ("pending", false) => state.scheduled += count,
-            ("pending", true) => state.retrying += count,
-            _ => {}
-        }
+        state.add(&name, tried, count);
     }
     let row = s.query_one(
         "SELECT

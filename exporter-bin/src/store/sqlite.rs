@@ -774,15 +774,7 @@ pub(super) fn queue_state(conn: &Connection, profile: &str) -> rusqlite::Result<
         let name: String = row.get(0)?;
         let tried: bool = row.get(1)?;
         let count = row.get::<_, i64>(2)? as u64;
-        match (name.as_str(), tried) {
-            ("delivered", _) => state.delivered += count,
-            ("superseded", _) => state.superseded += count,
-            ("test_order", _) => state.test_orders += count,
-            ("failed", _) => state.failed += count,
-            ("pending", false) => state.scheduled += count,
-            ("pending", true) => state.retrying += count,
-            _ => {}
-        }
+        state.add(&name, tried, count);
     }
     let mut next_due = conn.prepare_cached(&by_kind("min", "min(due_at)", ""))?;
     state.next_due = next_due.query_row([profile], |row| row.get(0))?;
