@@ -80,7 +80,10 @@ pub fn print(
             let when = match queue.next_due {
                 // Due already: held behind an earlier event of the same order, or the run
                 // stopped before reaching them.
-                Some(at) if at <= now_ms() => format!("due since {next}"),
+                Some(at) if at <= now_ms() => format!(
+                    "due since {next} (waiting behind an earlier event of the same order that \
+                     is retrying, or for the next run)"
+                ),
                 _ => format!("next due {next}"),
             };
             notes.push(format!(
