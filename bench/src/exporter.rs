@@ -11,7 +11,12 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 /// Every trigger the CRM defines, so a profile takes every event.
-const ALL_TRIGGERS: &str = r#"["Partial", "New Sale", "Upsell", "Subscription Started", "Pre-Billing", "Recurring Order", "Decline", "Rebill Decline", "Recycle Failed", "Cancel", "Pause", "Reactivate", "Partial Refund", "Full Refund", "Chargeback", "Fulfillment Shipped", "Fulfillment Delivered", "RMA Issued", "RMA Returned"]"#;
+const ALL_TRIGGERS: &str = concat!(
+    r#"["Partial", "New Sale", "Upsell", "Subscription Started", "Pre-Billing", "#,
+    r#""Recurring Order", "Decline", "Rebill Decline", "Recycle Failed", "Cancel", "Pause", "#,
+    r#""Reactivate", "Partial Refund", "Full Refund", "Chargeback", "Fulfillment Shipped", "#,
+    r#""Fulfillment Delivered", "RMA Issued", "RMA Returned"]"#,
+);
 
 /// The fields of a call center's lead postback, as in `examples/exporter.toml`.
 const LEAD_MAPPINGS: &str = r#"[

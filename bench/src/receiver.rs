@@ -119,7 +119,12 @@ async fn captured(State(shared): State<Arc<Shared>>) -> String {
             .iter()
             .map(|(n, v)| [n.as_str(), v.as_str()])
             .collect();
-        let line = json!({"method": request.method, "target": request.target, "headers": headers, "body": request.body});
+        let line = json!({
+            "method": request.method,
+            "target": request.target,
+            "headers": headers,
+            "body": request.body,
+        });
         lines.push_str(&line.to_string());
         lines.push('\n');
     }

@@ -106,7 +106,8 @@ mod tests {
         );
         assert_eq!(
             text.finish(),
-            "# HELP x_total Things.\n# TYPE x_total counter\nx_total{profile=\"a \\\"b\\\"\\\\\"} 3\n"
+            "# HELP x_total Things.\n# TYPE x_total counter\n\
+             x_total{profile=\"a \\\"b\\\"\\\\\"} 3\n"
         );
     }
 

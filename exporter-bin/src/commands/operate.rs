@@ -178,7 +178,8 @@ pub fn deliveries(config: &Path, filter: DeliveryFilter, json: bool) -> anyhow::
     } in &rows
     {
         println!(
-            "{delivery_id}  {profile}  order {order_id} ({trigger})  {state}, {attempts} attempt(s), created {}, due {}",
+            "{delivery_id}  {profile}  order {order_id} ({trigger})  {state}, {attempts} \
+                attempt(s), created {}, due {}",
             format_time(*created_at),
             format_time(*due_at)
         );
@@ -248,7 +249,8 @@ pub fn replay(
     }
     let count = store.replay(profile, since_ms, until_ms, now)?;
     let message = format!(
-        "{count} deliveries of \"{profile}\" delivered between {} and {} are queued again as new deliveries",
+        "{count} deliveries of \"{profile}\" delivered between {} and {} are queued again as \
+            new deliveries",
         format_time(since_ms),
         format_time(until_ms)
     );

@@ -116,7 +116,8 @@ fn warn_about_unknown_profiles(config: &Config, store: &mut dyn Store) {
             warn!(
                 profile = %name,
                 pending,
-                "the store has pending deliveries for a profile that is not in the config; they are kept and not sent",
+                "the store has pending deliveries for a profile that is not in the config; they \
+                    are kept and not sent",
             );
         }
     }

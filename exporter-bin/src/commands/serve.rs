@@ -49,14 +49,15 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         tokio::spawn(async move {
             stop_signal().await;
             info!(
-                "stopping: no new requests; finishing requests and deliveries in flight (signal again to stop at once)",
+                "stopping: no new requests; finishing requests and deliveries in flight (signal \
+                    again to stop at once)",
             );
             let _ = stop.send(true);
             stop_signal().await;
             warn!(
-                    "stopped at once; deliveries in flight will be sent again at the next start \
+                "stopped at once; deliveries in flight will be sent again at the next start \
                      (on PostgreSQL, by another node once their lease ends)"
-                );
+            );
             std::process::exit(130);
         });
 
@@ -71,7 +72,9 @@ pub fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<ExitC
         };
         let api = tokio::spawn(server::serve(listener, state, stopped.clone()));
         let worked = engine.run_until(stopped).await;
-        api.await.context("the API task failed")?.context("the API stopped")?;
+        api.await
+            .context("the API task failed")?
+            .context("the API stopped")?;
         worked?;
         info!("stopped cleanly");
         Ok(ExitCode::SUCCESS)

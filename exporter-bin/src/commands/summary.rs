@@ -31,7 +31,8 @@ pub fn print(
     if !inputs.is_empty() {
         let names: Vec<String> = inputs.iter().map(Input::name).collect();
         println!(
-            "Imported {} of {} events read from {}: {} already in the store, {} bad items skipped, {} matched no profile.",
+            "Imported {} of {} events read from {}: {} already in the store, {} bad items skipped, \
+                {} matched no profile.",
             stats.stored,
             stats.read,
             names.join(", "),
@@ -102,7 +103,8 @@ pub fn print(
     let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
     print!("{}", table::render(&rows, &NUMERIC));
     println!(
-        "(delivered, duplicate, superseded and test orders: this run; scheduled, retrying and failed: the queue now)"
+        "(delivered, duplicate, superseded and test orders: this run; scheduled, retrying and \
+            failed: the queue now)"
     );
     for note in notes {
         println!("{note}");

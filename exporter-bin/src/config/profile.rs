@@ -81,7 +81,8 @@ fn host_key_problem(error: &SettingsError) -> At {
         "retry_max_secs" => "a number of seconds, such as `retry_max_secs = 900`",
         "routes" => "a list of routes, such as `routes = [ { triggers = [\"New Sale\"] } ]`",
         "mappings" => {
-            "a list of mappings, such as `mappings = [ { name = \"order_id\", field = \"orderId\" } ]`"
+            "a list of mappings, such as \
+             `mappings = [ { name = \"order_id\", field = \"orderId\" } ]`"
         }
         _ => return At::new(key, error.to_string()),
     };

@@ -216,7 +216,8 @@ impl Shared {
                     plugin = %self.library.name,
                     profile = %self.profile,
                     timeout_secs = secs,
-                    "the plugin did not answer in time; the call is abandoned and the instance replaced",
+                    "the plugin did not answer in time; the call is abandoned and the instance \
+                        replaced",
                 );
                 if let Some(old) = self.retire(generation) {
                     tokio::task::spawn_blocking(move || drop(old));

@@ -100,7 +100,8 @@ async fn run(
                 error!(
                     error = %e,
                     events,
-                    "could not commit events; the requests are answered 503 and nothing of them is kept",
+                    "could not commit events; the requests are answered 503 and nothing of them is \
+                        kept",
                 );
                 for reply in replies {
                     let _ = reply.send(Err(e.to_string()));

@@ -262,7 +262,8 @@ async fn accept(state: &AppState, planned: Planned, key: Option<(String, String)
     };
     if !saved {
         warn!(
-            "could not save the answer to an Idempotency-Key; a re-send is still deduplicated by its events"
+            "could not save the answer to an Idempotency-Key; a re-send is still deduplicated by \
+                its events"
         );
     }
     json_response(StatusCode::ACCEPTED, text)

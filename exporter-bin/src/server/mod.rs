@@ -148,7 +148,8 @@ pub async fn serve(
         result = served.into_future() => result,
         () = limit => {
             warn!(
-                "requests still unanswered after 30 s of shutdown are closed; they were not acknowledged",
+                "requests still unanswered after 30 s of shutdown are closed; they were not \
+                    acknowledged",
             );
             Ok(())
         }

@@ -58,7 +58,8 @@ pub enum StoreError {
     NoFolder { path: PathBuf, folder: PathBuf },
 
     #[error(
-        "the store {store} was written by a newer exporter (schema version {found}, this one knows up to {known})"
+        "the store {store} was written by a newer exporter (schema version {found}, this one knows \
+            up to {known})"
     )]
     NewerSchema {
         store: String,
@@ -67,7 +68,8 @@ pub enum StoreError {
     },
 
     #[error(
-        "another exporter is already working the store {path} (lock file {lock}); stop it first or use another store"
+        "another exporter is already working the store {path} (lock file {lock}); stop it first or \
+            use another store"
     )]
     Busy { path: PathBuf, lock: PathBuf },
 

@@ -490,7 +490,8 @@ fn log_batch(profile: &Profile, finished: &[Finished]) {
             profile = %profile.name,
             records = parked,
             reason = %first.message,
-            "a batch failed and its records are parked; `exporter retry` puts them back once the cause is fixed",
+            "a batch failed and its records are parked; `exporter retry` puts them back once the \
+                cause is fixed",
         );
     }
     if retried > 0 {

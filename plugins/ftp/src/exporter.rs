@@ -6,8 +6,9 @@
 //! 1. The records are rendered by the `csv` target's code: the same bytes a `csv` profile
 //!    with the same layout keys writes.
 //! 2. The name comes from `file_name`, with `{timestamp}` the time the batch was formed and
-//!    `{seq}` an 8-digit number derived from the batch id (see [`exporter_core::record::batch_seq`]). The host
-//!    retries a failed batch whole, with the same id and time, so a retry uses the same name.
+//!    `{seq}` an 8-digit number derived from the batch id (see
+//!    [`exporter_core::record::batch_seq`]). The host retries a failed batch whole, with the
+//!    same id and time, so a retry uses the same name.
 //! 3. The body is uploaded as `.NAME.part` (hidden, and not matching `*.csv`), replacing any
 //!    leftover of an interrupted attempt of the same batch.
 //! 4. `.NAME.part` is renamed to `NAME`, replacing a file of that name: only the same batch
