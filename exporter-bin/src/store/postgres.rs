@@ -292,7 +292,6 @@ impl Store for PgStore {
         Ok(batch)
     }
 
-    /// Records outcomes and their attempts. Each delivery appears at most once in `finished`.
     fn release(&mut self, ids: &[i64]) -> Result<(), StoreError> {
         let node = self.node_id();
         let released = self.run("releasing claims", |s| {
@@ -309,6 +308,7 @@ impl Store for PgStore {
         released
     }
 
+    /// Records outcomes and their attempts. Each delivery appears at most once in `finished`.
     fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
         let node = self.node_id();
         let recorded = self.run("recording outcomes", |s| {

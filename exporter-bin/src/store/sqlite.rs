@@ -124,24 +124,25 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Ends the leases of `ids` held by this node, in one transaction.
-    fn release_claims(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let node = self.node.as_ref().map(|node| node.id.clone());
-        self.durable(false)?;
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let release = |tx: &Transaction<'_>| -> rusqlite::Result<()> {
-            let mut release = tx.prepare_cached(
-                "UPDATE deliveries SET lease_until = NULL
-                 WHERE id = ?1 AND state = 'pending' AND lease_node IS ?2",
-            )?;
-            for id in ids {
-                release.execute(params![id, node])?;
-            }
-            Ok(())
-        };
-        release(&tx).map_err(|e| sql(&path, e))?;
-        tx.commit().map_err(|e| sql(&path, e))
+    /// Runs `work` in one transaction and commits it, syncing the disk when `full` (see
+    /// [`Self::durable`]); each commit nudges the background checkpoint.
+    fn write<T>(
+        &mut self,
+        full: bool,
+        work: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.durable(full)?;
+        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        let value = work(&tx)
+            .and_then(|value| tx.commit().map(|()| value))
+            .map_err(|e| sql(&self.path, e))?;
+        self.checkpointer.committed(&self.path);
+        Ok(value)
+    }
+
+    /// The id of the joined node, which claims are leased to.
+    fn node_id(&self) -> Option<String> {
+        self.node.as_ref().map(|node| node.id.clone())
     }
 
     /// Sets how hard the next commits wait for the disk. Events are committed with a sync
@@ -189,9 +190,7 @@ impl Store for SqliteStore {
         };
         let id = node.id.clone();
         let (held, orphaned) = (self.holdings.held(), self.holdings.orphaned());
-        self.durable(false)?;
-        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
-        let beat = |tx: &Transaction<'_>| -> rusqlite::Result<()> {
+        self.write(false, |tx| {
             tx.execute(
                 "UPDATE nodes SET heartbeat_at = ?2 WHERE id = ?1",
                 params![id, now],
@@ -211,9 +210,7 @@ impl Store for SqliteStore {
                 release.execute(params![id, delivery])?;
             }
             Ok(())
-        };
-        beat(&tx).map_err(|e| sql(&self.path, e))?;
-        tx.commit().map_err(|e| sql(&self.path, e))?;
+        })?;
         self.holdings.orphaned.clear();
         Ok(())
     }
@@ -222,20 +219,18 @@ impl Store for SqliteStore {
         let Some(node) = self.node.take() else {
             return Ok(());
         };
-        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
-        tx.execute(
-            "UPDATE nodes SET heartbeat_at = ?2, stopped_at = ?2 WHERE id = ?1",
-            params![node.id, now],
-        )
-        .and_then(|_| {
+        self.write(false, |tx| {
+            tx.execute(
+                "UPDATE nodes SET heartbeat_at = ?2, stopped_at = ?2 WHERE id = ?1",
+                params![node.id, now],
+            )?;
             tx.execute(
                 "UPDATE deliveries SET lease_until = NULL
                  WHERE lease_node = ?1 AND state = 'pending' AND lease_until IS NOT NULL",
                 [&node.id],
-            )
+            )?;
+            Ok(())
         })
-        .map_err(|e| sql(&self.path, e))?;
-        tx.commit().map_err(|e| sql(&self.path, e))
     }
 
     fn nodes(&mut self, now: i64) -> Result<Vec<NodeStatus>, StoreError> {
@@ -248,13 +243,7 @@ impl Store for SqliteStore {
 
     /// Stores events and their deliveries in one transaction.
     fn import(&mut self, events: &[NewEvent]) -> Result<Vec<Imported>, StoreError> {
-        let path = self.path.clone();
-        self.durable(true)?;
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let results = insert_events(&tx, events).map_err(|e| sql(&path, e))?;
-        tx.commit().map_err(|e| sql(&path, e))?;
-        self.checkpointer.committed(&path);
-        Ok(results)
+        self.write(true, |tx| insert_events(tx, events))
     }
 
     /// Claims up to `limit` due deliveries of `profile`, leasing them until `lease_until`.
@@ -265,25 +254,32 @@ impl Store for SqliteStore {
         limit: usize,
         lease_until: i64,
     ) -> Result<Vec<Claim>, StoreError> {
-        let path = self.path.clone();
-        self.durable(false)?;
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let node = self.node.as_ref().map(|node| node.id.as_str());
+        let node = self.node_id();
         let lease = Lease {
             until: lease_until,
-            node,
+            node: node.as_deref(),
         };
-        let claims = claim_fairly(&tx, profile, now, limit, lease)
-            .and_then(|mut claims| load_bodies(&tx, &mut claims, true).map(|()| claims))
-            .map_err(|e| sql(&path, e))?;
-        tx.commit().map_err(|e| sql(&path, e))?;
-        self.checkpointer.committed(&path);
+        let claims = self.write(false, |tx| {
+            let mut claims = claim_fairly(tx, profile, now, limit, lease)?;
+            load_bodies(tx, &mut claims, true)?;
+            Ok(claims)
+        })?;
         self.holdings.claimed(claims.iter().map(|c| c.id));
         Ok(claims)
     }
 
     fn release(&mut self, ids: &[i64]) -> Result<(), StoreError> {
-        let released = self.release_claims(ids);
+        let node = self.node_id();
+        let released = self.write(false, |tx| {
+            let mut release = tx.prepare_cached(
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE id = ?1 AND state = 'pending' AND lease_node IS ?2",
+            )?;
+            for id in ids {
+                release.execute(params![id, node])?;
+            }
+            Ok(())
+        });
         self.holdings.settled(ids.iter().copied(), released.is_ok());
         released
     }
@@ -297,15 +293,12 @@ impl Store for SqliteStore {
         limit: usize,
         lease_until: i64,
     ) -> Result<Option<ClaimedBatch>, StoreError> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let node = self.node.as_ref().map(|node| node.id.as_str());
+        let node = self.node_id();
         let lease = Lease {
             until: lease_until,
-            node,
+            node: node.as_deref(),
         };
-        let batch = claim_batch(&tx, profile, now, limit, lease).map_err(|e| sql(&path, e))?;
-        tx.commit().map_err(|e| sql(&path, e))?;
+        let batch = self.write(false, |tx| claim_batch(tx, profile, now, limit, lease))?;
         if let Some(batch) = &batch {
             self.holdings.claimed(batch.claims.iter().map(|c| c.id));
         }
@@ -314,18 +307,10 @@ impl Store for SqliteStore {
 
     /// Records the outcome of claimed deliveries and their attempts in one transaction.
     fn record(&mut self, finished: &[Finished]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        self.durable(false)?;
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
-        let node = self.node.as_ref().map(|node| node.id.as_str());
-        let recorded = record_outcomes(&tx, finished, node)
-            .and_then(|()| tx.commit())
-            .map_err(|e| sql(&path, e));
+        let node = self.node_id();
+        let recorded = self.write(false, |tx| record_outcomes(tx, finished, node.as_deref()));
         self.holdings
             .settled(finished.iter().map(|f| f.id), recorded.is_ok());
-        if recorded.is_ok() {
-            self.checkpointer.committed(&path);
-        }
         recorded
     }
 
