@@ -58,23 +58,26 @@ fn run_once(scratch: &Scratch) -> String {
     ok(scratch, &["run", "--config", "exporter.toml", "--once"])
 }
 
+/// Imports `orders.jsonl` and delivers what is due, once.
+fn import_once(scratch: &Scratch) -> String {
+    let args = [
+        "run",
+        "--config",
+        "exporter.toml",
+        "--input",
+        "orders.jsonl",
+        "--once",
+    ];
+    ok(scratch, &args)
+}
+
 #[test]
 fn status_and_ledger_show_failures_then_retry_delivers_them() {
     let receiver = Receiver::start_blocking();
     receiver.set_default(Reply::status(500).body("database down"));
     let scratch = Scratch::new(&config(&receiver.url("/lead")));
     scratch.write_events("orders.jsonl", &events());
-    ok(
-        &scratch,
-        &[
-            "run",
-            "--config",
-            "exporter.toml",
-            "--input",
-            "orders.jsonl",
-            "--once",
-        ],
-    );
+    import_once(&scratch);
 
     let statuses = json_of(&scratch, &["status", "--json"]);
     let leads = status_of(&statuses, "Leads");
@@ -159,17 +162,7 @@ fn replay_sends_delivered_events_again_as_new_deliveries() {
     let receiver = Receiver::start_blocking();
     let scratch = Scratch::new(&config(&receiver.url("/lead")));
     scratch.write_events("orders.jsonl", &events());
-    ok(
-        &scratch,
-        &[
-            "run",
-            "--config",
-            "exporter.toml",
-            "--input",
-            "orders.jsonl",
-            "--once",
-        ],
-    );
+    import_once(&scratch);
     assert_eq!(receiver.requests().len(), 2);
 
     let replayed = json_of(
@@ -216,17 +209,7 @@ fn a_paused_profile_keeps_its_deliveries_until_resumed() {
     let paused = ok(&scratch, &["pause", "--profile", "Leads"]);
     assert!(paused.contains("is paused"), "{paused}");
 
-    ok(
-        &scratch,
-        &[
-            "run",
-            "--config",
-            "exporter.toml",
-            "--input",
-            "orders.jsonl",
-            "--once",
-        ],
-    );
+    import_once(&scratch);
     assert!(receiver.requests().is_empty());
     let statuses = json_of(&scratch, &["status", "--json"]);
     let leads = status_of(&statuses, "Leads");
@@ -249,17 +232,7 @@ fn refuses_an_unknown_profile_and_a_missing_store() {
     assert!(stderr.contains("does not exist yet"), "{stderr}");
 
     scratch.write_events("orders.jsonl", &events()[2..]);
-    ok(
-        &scratch,
-        &[
-            "run",
-            "--config",
-            "exporter.toml",
-            "--input",
-            "orders.jsonl",
-            "--once",
-        ],
-    );
+    import_once(&scratch);
     let output = scratch.run(&["pause", "--profile", "Leeds"]);
     let (_, stderr) = text(&output);
     assert!(!output.status.success());
