@@ -256,6 +256,11 @@ fn orders_of(claims: &[super::Claim]) -> Vec<&str> {
     claims.iter().map(|c| c.order_id.as_str()).collect()
 }
 
+/// Each claim's delivery id and the attempts made before it.
+fn ids_and_attempts(claims: &[super::Claim]) -> Vec<(i64, u32)> {
+    claims.iter().map(|c| (c.id, c.attempts)).collect()
+}
+
 fn stores_an_event_once(backend: Backend) {
     let fresh = backend();
     let mut store = fresh.open();
@@ -280,9 +285,8 @@ fn released_claims_are_claimed_again_at_once_with_no_attempt(backend: Backend) {
     assert_eq!(claims.len(), 2);
     store.release(&[claims[1].id]).unwrap();
     let again = store.claim("p", 20, 10, 1_000).unwrap();
-    let ids = again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>();
     assert_eq!(
-        ids,
+        ids_and_attempts(&again),
         [(claims[1].id, 0)],
         "only the released one, still unattempted"
     );
@@ -571,7 +575,7 @@ fn a_claim_whose_outcome_failed_to_commit_is_handed_back_at_the_next_heartbeat(b
     first.heartbeat(20, 2_000).unwrap();
     let again = other.claim("p", 30, 10, 2_000).unwrap();
     assert_eq!(
-        again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(),
+        ids_and_attempts(&again),
         [(claim.id, 0)],
         "handed back, unattempted"
     );
